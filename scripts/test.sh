@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Set up (idempotent, with the test tools) and run the whole test suite offline.
+# Extra arguments go to pytest (e.g. `-k audio`, `-m gpu` on a GPU machine).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh --test
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False
+exec .venv/bin/python -m pytest -q "$@"
