@@ -30,7 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_ask(args: argparse.Namespace) -> int:
     from . import ChatError, MediaError, load_pipeline
+    from .media import probe
 
+    try:
+        probe(args.media)  # a bad file fails in a second, before minutes of model loading
+    except MediaError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     pipe = load_pipeline(args.model, checkpoints=args.checkpoints, device=args.device)
     if pipe.is_preview:
         print(f"[preview] {pipe.preview_reason}: answers are NOT about the video.", file=sys.stderr)
@@ -64,8 +70,14 @@ def _next_question() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
+    from .model.llm import LLMLoadError
+    from .model.weights import CheckpointError
+
     try:
         return run_ask(args)
+    except (CheckpointError, LLMLoadError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
