@@ -152,6 +152,9 @@ def _header_of(container: av.container.InputContainer, file: Path) -> _Container
         raise MediaError(f"'{file.name}' has no video stream (is it an audio file?). "
                          "Please upload a video or an image.")
     video = container.streams.video[0].codec_context
+    if video is None:  # the container names a codec FFmpeg does not know
+        raise MediaError(f"'{file.name}' uses a video codec that is not supported. "
+                         "Please upload an MP4 (H.264), WebM or MKV file, or an image.")
     audio = container.streams.audio[0].codec_context if container.streams.audio else None
     return _ContainerHeader(
         width=video.width, height=video.height, duration=_container_seconds(container),
