@@ -196,3 +196,20 @@ def make_undecodable_video(source: str | Path, path: str | Path) -> Path:
     path.write_bytes(bytes(data))
     return path
 
+
+
+def make_frame_count_bomb(source: str | Path, path: str | Path) -> Path:
+    """A copy of an MP4 whose first `stts` entry claims 2^31 - 1 frames.
+
+    decord 0.6.0 tries to index that many frames and aborts the whole process (std::bad_alloc):
+    a real crash of a C decoder, found by fuzzing, that the app must survive.
+    """
+    path = Path(path)
+    data = bytearray(Path(source).read_bytes())
+    stts = data.find(b"stts")
+    if stts < 0:
+        raise ValueError(f"{source} has no stts box")
+    first_count = stts + 4 + 4 + 4  # box type, version/flags, entry_count
+    data[first_count:first_count + 4] = (2**31 - 1).to_bytes(4, "big")
+    path.write_bytes(bytes(data))
+    return path

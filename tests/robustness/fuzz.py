@@ -3,10 +3,9 @@
 Valid mp4, webm, png and jpeg files are mutated (bit flips, overwritten runs, cuts, duplicated or
 zeroed chunks) with a seeded generator. Each mutant goes through what an upload does before the
 model: probe, frames (or the image) and the audio clips. The only acceptable outcomes are success
-or a MediaError; anything else, a hang past the per-file timeout or a crashed process is a finding.
-
-The readers run in a worker subprocess, so a decoder that crashes the process is seen as a
-finding instead of killing the fuzzer; the worker is restarted and fuzzing goes on.
+or a MediaError. Mutants go through the app's own isolated decoder pool (media/isolation.py), so
+a decoder that crashes or hangs costs a worker and comes back as a MediaError; those are counted
+separately ("contained"), since each is a decoder bug the isolation is hiding from users.
 
     python -m tests.robustness.fuzz --cases 2000 --seed 1     # a longer run than the test's
 """
@@ -14,8 +13,6 @@ finding instead of killing the fuzzer; the worker is restarted and fuzzing goes 
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from tests import media_factory as factory
+from videollama_demo.config import AudioEncoderConfig
+from videollama_demo.media import MediaError
+from videollama_demo.media.isolation import DecoderPool
 
 PER_FILE_TIMEOUT_S = 20.0
 
@@ -33,12 +33,13 @@ PER_FILE_TIMEOUT_S = 20.0
 @dataclass(frozen=True)
 class Finding:
     case: str
-    outcome: str  # "ok", "media_error", "exception: <type>", "timeout", "crash"
+    outcome: str  # "ok", "media_error", "decoder crash (contained)", "timeout (contained)", "exception: <type>"
     detail: str = ""
 
     @property
     def acceptable(self) -> bool:
-        return self.outcome in ("ok", "media_error")
+        """The server survived and the user got an answer or a MediaError."""
+        return not self.outcome.startswith("exception")
 
 
 def make_seeds(directory: Path) -> dict[str, bytes]:
@@ -87,92 +88,27 @@ def write_mutants(seeds: dict[str, bytes], count: int, seed: int, directory: Pat
     return paths
 
 
-def read_like_an_upload(path: str) -> str:
-    """What the app does with an upload before the model; returns the outcome word."""
-    from videollama_demo.config import AudioEncoderConfig
-    from videollama_demo.media import MediaError, load_audio_clips, load_image, load_video_frames, probe
-
+def classify(pool: DecoderPool, path: Path) -> Finding:
+    """Decode a mutant the way the app does (in the isolated decoder pool) and name the outcome."""
     try:
-        info = probe(path)
-        if info.kind == "image":
-            load_image(path, image_size=56)
-            return "ok"
-        load_video_frames(path, num_frames=8, image_size=56)
-        if info.has_audio:
-            try:
-                load_audio_clips(path, AudioEncoderConfig())
-            except MediaError:
-                pass  # the app answers from the frames: fine
-        return "ok"
-    except MediaError:
-        return "media_error"
-
-
-def worker() -> None:
-    """Subprocess loop: one path per stdin line, one JSON outcome per stdout line."""
-    for line in sys.stdin:
-        path = line.strip()
-        try:
-            outcome, detail = read_like_an_upload(path), ""
-        except Exception as err:  # noqa: BLE001 - every other exception is exactly what we look for
-            outcome, detail = f"exception: {type(err).__name__}", str(err)[:300]
-        print(json.dumps({"outcome": outcome, "detail": detail}), flush=True)
-
-
-class WorkerPool:
-    """One worker subprocess, restarted after a crash or a hang."""
-
-    def __init__(self) -> None:
-        self.process: subprocess.Popen[str] | None = None
-
-    def run(self, path: Path, timeout: float) -> Finding:
-        process = self._ensure()
-        assert process.stdin is not None and process.stdout is not None
-        process.stdin.write(f"{path}\n")
-        process.stdin.flush()
-        line = _read_line(process, timeout)
-        if line is None:
-            crashed = process.poll() is not None
-            self.close()
-            return Finding(path.name, "crash" if crashed else "timeout")
-        result = json.loads(line)
-        return Finding(path.name, result["outcome"], result["detail"])
-
-    def _ensure(self) -> subprocess.Popen[str]:
-        if self.process is None or self.process.poll() is not None:
-            self.process = subprocess.Popen(
-                [sys.executable, "-c", "from tests.robustness.fuzz import worker; worker()"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                cwd=Path(__file__).resolve().parents[2])
-        return self.process
-
-    def close(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-            self.process = None
-
-
-def _read_line(process: subprocess.Popen[str], timeout: float) -> str | None:
-    """A line from the worker, or None if it died or said nothing in `timeout` seconds."""
-    import selectors
-
-    selector = selectors.DefaultSelector()
-    assert process.stdout is not None
-    selector.register(process.stdout, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if selector.select(timeout=max(0.0, deadline - time.monotonic())):
-            line = process.stdout.readline()
-            return line or None
-    return None
+        pool.decode(path, num_frames=8, image_size=56, audio=AudioEncoderConfig())
+        return Finding(path.name, "ok")
+    except MediaError as err:
+        message = str(err)
+        for marker, outcome in (("crashed the video decoder", "decoder crash (contained)"),
+                                ("took too long", "timeout (contained)")):
+            if marker in message:
+                return Finding(path.name, outcome, message)
+        return Finding(path.name, "media_error", message)
+    except Exception as err:  # noqa: BLE001 - anything else is exactly what fuzzing looks for
+        return Finding(path.name, f"exception: {type(err).__name__}", str(err)[:300])
 
 
 def fuzz(count: int, seed: int, directory: Path, timeout: float = PER_FILE_TIMEOUT_S) -> list[Finding]:
     paths = write_mutants(make_seeds(directory / "seeds"), count, seed, directory)
-    pool = WorkerPool()
+    pool = DecoderPool(workers=1, timeout_s=timeout)
     try:
-        return [pool.run(path, timeout) for path in paths]
+        return [classify(pool, path) for path in paths]
     finally:
         pool.close()
 
@@ -189,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         counts = Counter(finding.outcome for finding in findings)
         print(f"{len(findings)} cases in {time.monotonic() - started:.0f} s: {dict(counts)}")
         for finding in findings:
-            if not finding.acceptable:
+            if finding.outcome not in ("ok", "media_error"):
                 print(f"  {finding.case}: {finding.outcome} {finding.detail}")
     return 0 if all(finding.acceptable for finding in findings) else 1
 

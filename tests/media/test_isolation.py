@@ -1,0 +1,75 @@
+"""Decoding in worker processes: same results, and a decoder crash or hang is a MediaError."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests import media_factory as factory
+from videollama_demo.config import AudioEncoderConfig
+from videollama_demo.media import MediaError
+from videollama_demo.media.isolation import DecoderPool
+from videollama_demo.media.upload import decode_upload
+
+
+@pytest.fixture(scope="module")
+def pool() -> DecoderPool:
+    decoders = DecoderPool(workers=1, timeout_s=60)
+    yield decoders
+    decoders.close()
+
+
+@pytest.fixture(scope="module")
+def bomb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("bomb")
+    source = factory.make_video(directory / "source.mp4", seconds=1, size=(64, 48), audio="sine", faststart=True)
+    return factory.make_frame_count_bomb(source, directory / "bomb.mp4")
+
+
+def test_the_bomb_really_kills_a_process_that_decodes_it_directly(bomb: Path) -> None:
+    code = f"from videollama_demo.media import probe; probe({str(bomb)!r})"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).resolve().parents[2])
+    assert result.returncode < 0, result.stderr[-500:]  # killed by a signal (abort), not an exception
+
+
+def test_worker_results_equal_in_process_decoding(pool: DecoderPool, stereo_video: Path) -> None:
+    stages: list[str] = []
+    isolated = pool.decode(stereo_video, 8, 224, AudioEncoderConfig(), on_stage=stages.append)
+    local = decode_upload(stereo_video, 8, 224, AudioEncoderConfig())
+    assert stages == ["Reading the file", "Decoding frames", "Reading the audio track"]
+    assert isolated.info == local.info
+    assert torch.equal(isolated.frames.pixels, local.frames.pixels)
+    assert (isolated.frames.thumbnails == local.frames.thumbnails).all()
+    assert torch.equal(isolated.audio.fbank, local.audio.fbank)
+
+
+def test_a_decoder_crash_is_a_media_error_and_the_pool_goes_on(pool: DecoderPool, bomb: Path,
+                                                                stereo_video: Path) -> None:
+    with pytest.raises(MediaError, match="crashed the video decoder"):
+        pool.decode(bomb, 8, 224, AudioEncoderConfig())
+    after = pool.decode(stereo_video, 8, 56, None)  # a fresh worker serves the next upload
+    assert after.frames.pixels.shape == (3, 8, 56, 56)
+
+
+def test_media_errors_cross_the_process_boundary(pool: DecoderPool, tmp_path: Path) -> None:
+    empty = factory.make_empty(tmp_path / "nothing.mp4")
+    with pytest.raises(MediaError, match="empty"):
+        pool.decode(empty, 8, 224, None)
+
+
+def test_a_hang_is_cut_at_the_timeout(tmp_path: Path) -> None:
+    fifo = tmp_path / "never_written.mp4"
+    import os
+
+    os.mkfifo(fifo)  # opening it for reading blocks forever: a decoder that never returns
+    slow = DecoderPool(workers=1, timeout_s=3)
+    try:
+        with pytest.raises(MediaError, match="took too long"):
+            slow.decode(fifo, 8, 224, None)
+    finally:
+        slow.close()

@@ -1,0 +1,135 @@
+"""Decode uploads in worker processes, so a hostile file cannot take the server down.
+
+The C decoders under us are not hardened: fuzzing found an mp4 on which decord aborts the whole
+process (`std::bad_alloc`). In a worker that costs one worker, which is restarted; the user gets
+a MediaError; every other session goes on. A worker that hangs past the timeout is killed too.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import pickle
+import queue
+import threading
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from ..config import AudioEncoderConfig
+from .probe import MediaError, display_name
+from .upload import DecodedUpload, StageCallback, decode_upload
+
+log = logging.getLogger(__name__)
+
+Request = tuple[str, int, int, AudioEncoderConfig | None]
+
+
+def _serve(connection: Connection) -> None:
+    """The worker's loop: one request in, stage messages and one outcome out."""
+    import torch
+
+    torch.set_num_threads(1)
+    while True:
+        try:
+            path, num_frames, image_size, audio = connection.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            result = decode_upload(path, num_frames, image_size, audio,
+                                   on_stage=lambda text: connection.send(("stage", text)))
+            connection.send_bytes(pickle.dumps(("result", result)))
+        except MediaError as err:
+            connection.send_bytes(pickle.dumps(("media_error", str(err))))
+        except Exception as err:  # noqa: BLE001 - reported to the parent, which logs it
+            connection.send_bytes(pickle.dumps(("failure", f"{type(err).__name__}: {err}")))
+
+
+class _Worker:
+    def __init__(self) -> None:
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._connection: Connection | None = None
+
+    def decode(self, request: Request, timeout_s: float, on_stage: StageCallback) -> DecodedUpload:
+        connection = self.start()
+        connection.send(request)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not connection.poll(remaining):
+                self.stop()
+                raise MediaError(f"'{display_name(request[0])}' took too long to decode "
+                                 f"(over {timeout_s:.0f} s). Please try a shorter or smaller file.")
+            try:
+                kind, payload = pickle.loads(connection.recv_bytes())
+            except (EOFError, OSError):
+                self.stop()
+                raise MediaError(f"'{display_name(request[0])}' crashed the video decoder: it is probably "
+                                 "damaged. Please try another file.") from None
+            if kind == "stage":
+                on_stage(payload)
+            elif kind == "result":
+                return payload
+            elif kind == "media_error":
+                raise MediaError(payload)
+            else:
+                log.error("decoding %s failed: %s", request[0], payload)
+                raise MediaError(f"'{display_name(request[0])}' could not be read. Please try another file.")
+
+    def start(self) -> Connection:
+        if self._process is None or not self._process.is_alive():
+            context = multiprocessing.get_context("spawn")  # fork is unsafe with torch threads/CUDA
+            parent, child = context.Pipe()
+            self._process = context.Process(target=_serve, args=(child,), daemon=True, name="media-decoder")
+            self._process.start()
+            child.close()
+            self._connection = parent
+        assert self._connection is not None
+        return self._connection
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.join(timeout=5)
+        if self._connection is not None:
+            self._connection.close()
+        self._process = self._connection = None
+
+
+class DecoderPool:
+    """`decode_upload` in `workers` processes (started on first use, restarted after a crash)."""
+
+    def __init__(self, workers: int = 1, timeout_s: float = 120.0) -> None:
+        if workers < 1:
+            raise ValueError(f"the decoder pool needs at least one worker, got {workers}")
+        self.timeout_s = timeout_s
+        self._workers = [_Worker() for _ in range(workers)]
+        self._idle: queue.Queue[_Worker] = queue.Queue()
+        for worker in self._workers:
+            self._idle.put(worker)
+
+    def decode(self, path: str | Path, num_frames: int, image_size: int, audio: AudioEncoderConfig | None,
+               on_stage: StageCallback | None = None) -> DecodedUpload:
+        worker = self._idle.get()  # waits while every worker is busy
+        try:
+            return worker.decode((str(path), num_frames, image_size, audio), self.timeout_s,
+                                 on_stage or (lambda _: None))
+        finally:
+            self._idle.put(worker)
+
+    def warm_up(self) -> None:
+        """Start the workers in the background now (each takes seconds to import), not on first use."""
+        threading.Thread(target=self._start_all, daemon=True, name="decoder-warm-up").start()
+
+    def _start_all(self) -> None:
+        taken = [self._idle.get() for _ in self._workers]  # an upload meanwhile waits, as it would anyway
+        try:
+            for worker in taken:
+                worker.start()
+        finally:
+            for worker in taken:
+                self._idle.put(worker)
+
+    def close(self) -> None:
+        for worker in self._workers:
+            worker.stop()
