@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -62,14 +63,23 @@ def test_media_errors_cross_the_process_boundary(pool: DecoderPool, tmp_path: Pa
         pool.decode(empty, 8, 224, None)
 
 
-def test_a_hang_is_cut_at_the_timeout(tmp_path: Path) -> None:
-    fifo = tmp_path / "never_written.mp4"
-    import os
+def test_a_hang_is_cut_at_the_timeout(stereo_video: Path) -> None:
+    """A worker that has not answered by the deadline is killed; the next request gets a fresh one.
 
-    os.mkfifo(fifo)  # opening it for reading blocks forever: a decoder that never returns
-    slow = DecoderPool(workers=1, timeout_s=3)
+    A cold worker spends seconds importing torch before it reads the request, so a 0.2 s limit is
+    a decoder that does not answer in time."""
+    slow = DecoderPool(workers=1, timeout_s=0.2)
     try:
         with pytest.raises(MediaError, match="took too long"):
-            slow.decode(fifo, 8, 224, None)
+            slow.decode(stereo_video, 8, 56, None)
+        slow.timeout_s = 120
+        assert slow.decode(stereo_video, 8, 56, None).frames.pixels.shape == (3, 8, 56, 56)
     finally:
         slow.close()
+
+
+def test_a_pipe_is_refused_without_opening_it(pool: DecoderPool, tmp_path: Path) -> None:
+    fifo = tmp_path / "never_written.mp4"
+    os.mkfifo(fifo)  # opening it for reading would block forever
+    with pytest.raises(MediaError, match="not a regular file"):
+        pool.decode(fifo, 8, 224, None)

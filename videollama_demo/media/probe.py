@@ -63,8 +63,10 @@ def require_file(path: str | Path) -> Path:
     file = Path(path)
     if not file.exists():
         raise MediaError(f"The file '{file.name}' was not found.")
-    if not file.is_file():
+    if file.is_dir():
         raise MediaError(f"'{file.name}' is a folder, not a video or image file.")
+    if not file.is_file():  # a pipe, socket or device: reading it could block forever
+        raise MediaError(f"'{file.name}' is not a regular file, so it cannot be a video or image.")
     if file.stat().st_size == 0:
         raise MediaError(f"The file '{file.name}' is empty (0 bytes).")
     return file

@@ -2,15 +2,23 @@
 
 Spec §1.1-§1.2. The frames the model sees are also returned as uint8 thumbnails, so the UI can
 show exactly what was sampled.
+
+Long MP4/MOV files skip decord: its reader reads every packet of the file when it opens, which
+costs seconds for an hour-long upload. They are read by seeking through the container's own
+sample table instead, and give the same bytes: the same decoder output, counted the way decord
+counts frames, through the same ffmpeg filters decord builds (tested against decord).
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
 import decord
 import numpy as np
 import torch
@@ -22,6 +30,12 @@ log = logging.getLogger(__name__)
 
 # The official frame-position table has 32 rows, so no model can take more frames than this.
 MAX_FRAMES = 32
+# Videos at least this long are sampled by seeking (when their container allows); shorter ones
+# open decord, whose scan of the file is cheap for them.
+SEEK_FROM_SECONDS = 120.0
+# decord turns a rotated video upright with these ffmpeg filters (its theta is the negated
+# display-matrix angle, i.e. 360 minus the rotation PyAV reports).
+_DECORD_TRANSPOSES = {0: (), 90: ("2",), 180: ("1", "1"), 270: ("1",)}
 
 
 @dataclass(frozen=True)
@@ -68,16 +82,52 @@ def load_video_frames(path: str | Path, num_frames: int = 8, image_size: int = 2
     """Sample `num_frames` frames (fewer if the video is shorter) exactly as the official demo does."""
     if not 1 <= num_frames <= MAX_FRAMES:
         raise MediaError(f"The number of frames must be between 1 and {MAX_FRAMES}, not {num_frames}.")
-    name = display_name(path)
-    reader = _open_reader(require_file(path), image_size)
+    file = require_file(path)
+    sampled = _sample_by_seeking(file, num_frames, image_size)
+    return sampled if sampled is not None else _sample_with_decord(file, num_frames, image_size)
+
+
+def indexed_frame_count(path: str | Path) -> tuple[int, float] | None:
+    """(frame count, fps) as decord reports them, read from a long MP4/MOV's sample table.
+
+    None for short files and for containers without a complete table: ask decord then.
+    """
+    try:
+        with av.open(str(path)) as container:
+            index = _FrameIndex.of(container)
+    except (av.FFmpegError, OSError, ValueError):
+        return None
+    return (index.num_frames, index.fps) if index is not None else None
+
+
+def _sample_with_decord(file: Path, num_frames: int, image_size: int) -> SampledFrames:
+    reader = _open_reader(file, image_size)
     indices = uniform_indices(len(reader), num_frames)
     try:
         frames = reader.get_batch(indices).asnumpy()  # (T, S, S, 3) uint8; resized by decord's scaler
     except (decord.DECORDError, RuntimeError) as err:
-        raise MediaError(f"Frames of the video '{name}' could not be decoded: the file may be damaged.") from err
+        raise MediaError(f"Frames of the video '{file.name}' could not be decoded: the file may be damaged.") from err
     times, fps = _times_of(reader, indices, float(reader.get_avg_fps()))
     return SampledFrames(pixels=clip_normalise(frames), thumbnails=frames, indices=indices, times=times,
                          message=frame_message(times), fps=fps)
+
+
+def _sample_by_seeking(file: Path, num_frames: int, image_size: int) -> SampledFrames | None:
+    """decord's frames for a long MP4/MOV without its packet scan; None when decord must do it."""
+    try:
+        with av.open(str(file)) as container:
+            index = _FrameIndex.of(container)
+            if index is None:
+                return None
+            indices = uniform_indices(index.num_frames, num_frames)
+            frames = _SeekingReader(container, index, image_size).frames_at(indices)  # (T, S, S, 3)
+    except (_NotSeekable, av.FFmpegError, OSError, ValueError) as why:
+        log.info("%s: frames come from decord instead of seeking (%s)", file.name, why)
+        return None
+    log.debug("%s: %d frames sampled by seeking", file.name, len(indices))
+    times = frame_times(indices, index.fps)
+    return SampledFrames(pixels=clip_normalise(frames), thumbnails=frames, indices=indices, times=times,
+                         message=frame_message(times), fps=index.fps)
 
 
 def _open_reader(path: Path, image_size: int) -> decord.VideoReader:
@@ -104,3 +154,149 @@ def _times_of(reader: decord.VideoReader, indices: list[int], fps: float) -> tup
         return frame_times(indices, fps), fps
     starts = reader.get_frame_timestamp(indices)[:, 0]  # (T,) seconds
     return [round(float(start), 1) for start in starts], None
+
+
+class _NotSeekable(Exception):
+    """This file's frames cannot be matched to decord's by seeking; decord reads it instead."""
+
+
+@dataclass(frozen=True)
+class _FrameIndex:
+    """The video stream's sample table (decode order), which MP4/MOV keep in the file's header."""
+
+    stream: av.video.stream.VideoStream
+    entries: av.index.IndexEntries
+    num_frames: int  # decord counts one frame per packet, which is one per table entry here
+    fps: float
+
+    @classmethod
+    def of(cls, container: av.container.InputContainer) -> _FrameIndex | None:
+        """The table when it is complete and the file is long enough to be worth seeking in."""
+        if "mov" not in container.format.name.split(",") or not container.streams.video:
+            return None
+        stream = container.streams.best("video")
+        seconds = container.duration / av.time_base if container.duration else 0.0
+        entries = stream.index_entries
+        # A fragmented MP4 lists only part of its samples here, and then the counts differ.
+        if seconds < SEEK_FROM_SECONDS or len(entries) == 0 or len(entries) != stream.frames:
+            return None
+        fps = float(stream.average_rate or 0)
+        if not (math.isfinite(fps) and fps > 0):
+            return None
+        return cls(stream, entries, len(entries), fps)
+
+    def keyframe_at_or_before(self, position: int) -> int:
+        """decord's LocateKeyframe: the last keyframe whose table position is at most `position`."""
+        while position > 0 and not self.entries[position].is_keyframe:
+            position -= 1
+        return position
+
+
+class _SeekingReader:
+    """Frames by decord's count: frame i is the output number i - k after decoding from keyframe k.
+
+    That holds when the frames before keyframe k in the table are exactly those shown before it (a
+    closed GOP). Every decoded frame is checked against the packets read, so a file where it does
+    not hold (open GOPs, dropped frames) raises _NotSeekable instead of giving other frames.
+    """
+
+    def __init__(self, container: av.container.InputContainer, index: _FrameIndex, image_size: int) -> None:
+        self._container = container
+        self._index = index
+        self._stream = index.stream
+        self._image_size = image_size
+        self._scaler: av.filter.Graph | None = None
+
+    def frames_at(self, indices: list[int]) -> np.ndarray:
+        """(T, S, S, 3) uint8 for frame positions `indices`, as decord's get_batch gives them."""
+        found: dict[int, np.ndarray] = {}
+        outputs: Generator[av.VideoFrame, None, None] | None = None
+        position = 0  # decord position of the next frame `outputs` yields
+        try:
+            for target in sorted(set(indices)):
+                key = self._index.keyframe_at_or_before(target)
+                if outputs is None or key > position:  # seek rather than decode every frame up to the target
+                    if outputs is not None:
+                        outputs.close()
+                    outputs, position = self._decode_from(key), key
+                while position < target:
+                    self._next(outputs, target)
+                    position += 1
+                found[target] = self._scaled(self._next(outputs, target))
+                position += 1
+        finally:
+            if outputs is not None:
+                outputs.close()  # before the container closes
+        return np.stack([found[i] for i in indices])
+
+    @staticmethod
+    def _next(outputs: Iterator[av.VideoFrame], target: int) -> av.VideoFrame:
+        frame = next(outputs, None)
+        if frame is None:
+            raise _NotSeekable(f"the file ended before frame {target}")
+        return frame
+
+    def _decode_from(self, key: int) -> Generator[av.VideoFrame, None, None]:
+        """Decoded frames in display order from keyframe `key`, each checked against the packets."""
+        key_dts = self._index.entries[key].timestamp
+        # ffmpeg lands on the last keyframe shown at or before this time: `key` or an earlier one.
+        self._container.seek(key_dts, stream=self._stream, backward=True)
+        self._stream.codec_context.flush_buffers()
+        key_pts: int | None = None
+        pending: list[int] = []  # presentation times of the packets read but not yet decoded, sorted
+        for packet in self._container.demux(self._stream):
+            if packet.dts is not None and packet.dts < key_dts:
+                continue  # before our keyframe: not needed
+            if key_pts is None:
+                key_pts = _keyframe_pts(packet, key_dts)
+            _record_packet(packet, pending, key_pts)
+            for frame in packet.decode():
+                # Display order: the next frame out must be the earliest packet not yet shown;
+                # anything else means the decoder dropped a frame.
+                if not pending or frame.pts != pending.pop(0):
+                    raise _NotSeekable("decoded frames do not follow the sample table")
+                yield frame
+
+    def _scaled(self, frame: av.VideoFrame) -> np.ndarray:
+        if self._scaler is None:
+            self._scaler = _decord_filters(self._stream, frame.rotation, self._image_size)
+        self._scaler.push(frame)
+        return self._scaler.pull().to_ndarray()  # (S, S, 3) uint8
+
+
+def _keyframe_pts(packet: av.Packet, key_dts: int) -> int:
+    if packet.dts != key_dts or not packet.is_keyframe or packet.pts is None:
+        raise _NotSeekable("the seek did not reach the keyframe")
+    return packet.pts
+
+
+def _record_packet(packet: av.Packet, pending: list[int], key_pts: int) -> None:
+    if packet.pts is None:
+        if packet.size:
+            raise _NotSeekable("a packet has no presentation time")
+        return  # the empty packet that flushes the decoder at the end
+    if packet.pts < key_pts:
+        # Shown before the keyframe yet stored after it: an open GOP, whose frames decord counts
+        # in the previous group, so counting outputs from this keyframe would be off.
+        raise _NotSeekable("open GOP")
+    bisect.insort(pending, packet.pts)
+
+
+def _decord_filters(stream: av.video.stream.VideoStream, rotation: int, size: int) -> av.filter.Graph:
+    """decord's graph: upright (transpose), "scale=S:S" with libavfilter's bilinear default, rgb24.
+
+    The flags are spelled out because newer ffmpeg made bicubic the default of the scale filter.
+    """
+    transposes = _DECORD_TRANSPOSES.get(int(rotation) % 360)
+    if transposes is None:
+        raise _NotSeekable(f"rotation by {rotation} degrees")
+    steps = [("transpose", t) for t in transposes] + [("scale", f"{size}:{size}:flags=bilinear"), ("format", "rgb24")]
+    graph = av.filter.Graph()
+    node = graph.add_buffer(template=stream)
+    for name, argument in steps:
+        step = graph.add(name, argument)
+        node.link_to(step)
+        node = step
+    node.link_to(graph.add("buffersink"))
+    graph.configure()
+    return graph
