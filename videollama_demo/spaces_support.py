@@ -1,0 +1,104 @@
+"""Hugging Face Spaces glue: ZeroGPU's `@spaces.GPU` where the app runs on ZeroGPU, nothing elsewhere.
+
+On ZeroGPU a decorated function runs in a forked worker process that holds a GPU for the call
+only. Its arguments and results travel pickled, and nothing it changes comes back to the main
+process (conventions §1.17). So the UI runs GPU work through `gpu_task`, returns tensors on the CPU
+(`to_cpu`), carries a conversation across calls as a picklable `ConversationState`, and the KV
+caches are dropped after each answer (`chat/kv_cache.py` picks that policy here): the next turn
+re-prefills, which gives the same logits. Off ZeroGPU every function here is a no-op.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import torch
+
+if TYPE_CHECKING:
+    from .chat.conversation import ChatSession, Turn
+    from .encoding import MediaEncoding
+    from .pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+ZERO_GPU_ENV = "SPACES_ZERO_GPU"  # set by ZeroGPU Spaces; the `spaces` decorator is a no-op without it
+SPACE_ID_ENV = "SPACE_ID"  # set on every Space
+DEFAULT_GPU_SECONDS = 60  # ZeroGPU's default; shorter durations get better queue priority
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def on_spaces() -> bool:
+    return bool(os.environ.get(SPACE_ID_ENV))
+
+
+def on_zero_gpu() -> bool:
+    """True on a ZeroGPU Space. Its `SPACES_ZERO_GPU` without the `spaces` package is an error."""
+    if os.environ.get(ZERO_GPU_ENV, "").strip().lower() not in ("1", "true", "yes", "on"):
+        return False
+    if importlib.util.find_spec("spaces") is None:
+        raise RuntimeError(f"{ZERO_GPU_ENV} is set (a ZeroGPU Space), but the `spaces` package is not "
+                           "installed: add `spaces` to the Space's requirements.txt")
+    return True
+
+
+def gpu_task(duration: int | Callable[..., int] = DEFAULT_GPU_SECONDS) -> Callable[[F], F]:
+    """Decorate a function that uses the GPU: `spaces.GPU(duration=...)` on ZeroGPU, unchanged elsewhere.
+
+    `duration` is the most seconds one call may hold the GPU, or a function of the call's arguments
+    that says so. Generators work too (ZeroGPU streams what they yield)."""
+    def decorate(function: F) -> F:
+        if not on_zero_gpu():
+            return function
+        import spaces  # only on ZeroGPU: the package patches torch when imported there
+
+        log.info("%s runs on ZeroGPU (at most %s s per call)", function.__qualname__, duration)
+        return spaces.GPU(duration=duration)(function)
+    return decorate
+
+
+def to_cpu(value: Any) -> Any:
+    """`value` with every tensor inside (dataclasses, lists, tuples, dicts) moved to the CPU.
+
+    What a ZeroGPU function returns is pickled into the main process, where CUDA memory of the
+    worker does not exist."""
+    if isinstance(value, torch.Tensor):
+        return value.cpu()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {f.name: to_cpu(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
+        return dataclasses.replace(value, **changes)
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_cpu(item) for item in value)
+    if isinstance(value, dict):
+        return {key: to_cpu(item) for key, item in value.items()}
+    return value
+
+
+@dataclass(frozen=True)
+class ConversationState:
+    """What a conversation needs to go on in another process: picklable, CPU only (no KV cache)."""
+
+    media: MediaEncoding | None
+    turns: tuple[Turn, ...]
+    first_visible_turn: int = 0
+
+
+def export_conversation(session: ChatSession) -> ConversationState:
+    """The session's medium and turns, ready to cross a process boundary."""
+    turns = tuple(dataclasses.replace(turn) for turn in session.turns)
+    return ConversationState(to_cpu(session.media), turns, session.first_visible_turn)
+
+
+def import_conversation(pipeline: Pipeline, state: ConversationState) -> ChatSession:
+    """A new session of `pipeline` that goes on from `state`; its first answer re-prefills the prompt."""
+    session = pipeline.new_session()
+    if state.media is not None:
+        session.add_media(state.media)
+    session.turns = [dataclasses.replace(turn) for turn in state.turns]
+    session.first_visible_turn = state.first_visible_turn
+    return session
