@@ -6,14 +6,12 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from typing import Any
 
-import torch
 
 from .config import PRESETS, VideoLlamaConfig
-from .hub import DOWNLOADABLE_PRESETS, GB, ROLE_LABELS, ROLES, download_bytes
+from .hub import DOWNLOADABLE_PRESETS, GB, download_bytes
+from .options import add_model_options, add_path_options, path_overrides, pipeline_options
 
-DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,51 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
                           help="; ".join(f"{name}: about {download_bytes(PRESETS[name]) / GB:.0f} GB"
                                          for name in DOWNLOADABLE_PRESETS))
     download.add_argument("--checkpoints", default="checkpoints", help="where to put them (default: checkpoints)")
-    _add_path_options(download)
+    add_path_options(download)
     memory = commands.add_parser("memory", help="print how much GPU memory each preset needs, per precision")
     memory.add_argument("presets", nargs="*", metavar="PRESET",
                         help=f"presets to show (default: {', '.join(DOWNLOADABLE_PRESETS)})")
     memory.add_argument("--checkpoints", default="checkpoints", help="read the LLM shape from here when present")
     return parser
-
-
-def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """The options that choose, fetch and place the model (`ask` has them; app.py can reuse them)."""
-    parser.add_argument("--model", default="auto", choices=["auto", *PRESETS],
-                        help="preset; auto = complete local checkpoints, else the preview model")
-    parser.add_argument("--checkpoints", default="checkpoints", help="directory with the weights")
-    parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available)")
-    parser.add_argument("--dtype", choices=list(DTYPES), default=None,
-                        help="GPU dtype of encoders and LLM (default: the official fp16 encoders + bf16 LLM)")
-    bits = parser.add_mutually_exclusive_group()
-    bits.add_argument("--load-8bit", dest="quantization", action="store_const", const="8bit",
-                      help="load the LLM in 8 bits (bitsandbytes, GPU only): 13B fits a 24 GB GPU")
-    bits.add_argument("--load-4bit", dest="quantization", action="store_const", const="4bit",
-                      help="load the LLM in 4 bits (NF4, GPU only): 7B fits a 12 GB GPU")
-    parser.add_argument("--lora", metavar="DIR", default=None, help="apply a peft LoRA adapter to the LLM")
-    parser.add_argument("--no-merge-lora", action="store_true",
-                        help="keep the LoRA adapter separate instead of merging it into the weights")
-    parser.add_argument("--download", action="store_true",
-                        help="download missing weights first (with --model auto: the 7B model, on a GPU)")
-    _add_path_options(parser)
-
-
-def _add_path_options(parser: argparse.ArgumentParser) -> None:
-    for role in ROLES:
-        parser.add_argument(f"--{role.replace('_', '-')}-path", metavar="PATH", default=None,
-                            help=f"where the {ROLE_LABELS[role]} is, if not under --checkpoints")
-
-
-def path_overrides(args: argparse.Namespace) -> dict[str, str]:
-    return {role: getattr(args, f"{role}_path") for role in ROLES if getattr(args, f"{role}_path")}
-
-
-def pipeline_options(args: argparse.Namespace) -> dict[str, Any]:
-    """`load_pipeline` keyword arguments from the options of `add_model_options`."""
-    return dict(model=args.model, checkpoints=args.checkpoints, device=args.device,
-                dtype=DTYPES[args.dtype] if args.dtype else None, paths=path_overrides(args),
-                quantization=args.quantization, lora=args.lora, merge_lora=not args.no_merge_lora,
-                download=args.download)
 
 
 def run_ask(args: argparse.Namespace) -> int:

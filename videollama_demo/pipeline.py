@@ -27,9 +27,10 @@ from .hub import (
     find_local_preset,
     resolve_weights,
 )
-from .media import MediaError, MediaInfo, SampledFrames, load_audio_clips, load_image, load_video_frames, probe
-from .media.audio import AudioClips
+from .media import MediaError
+from .media.isolation import DecoderPool
 from .media.probe import require_file
+from .media.upload import DecodedUpload, check_duration, decode_upload
 from .memory import precision_of, startup_report
 from .model.llm import LoadedLLM, Quantization, load_llm, resolve_llm_path
 from .model.video_llama import VideoLlamaEncoder
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 
 StageCallback = Callable[[str], None]
 FRAMES_ONLY = "answering from the frames only"
+DEFAULT_MAX_SECONDS = 3 * 3600.0  # longest video accepted by default (`--max-duration`)
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,8 @@ class Pipeline:
 
     def __init__(self, config: VideoLlamaConfig, encoder: VideoLlamaEncoder, llm: LoadedLLM,
                  runtime: RuntimeChoice, preview_reason: str | None = None, kv_cache_sessions: int = 8,
-                 encode_cache: EncodeCache | None = None) -> None:
+                 encode_cache: EncodeCache | None = None, decoder: DecoderPool | None = None,
+                 max_seconds: float | None = DEFAULT_MAX_SECONDS) -> None:
         self.config = config
         self.encoder = encoder
         self.llm = llm
@@ -79,6 +82,10 @@ class Pipeline:
         self._kv_pool = KVCachePool(kv_cache_sessions)
         self.encode_cache = encode_cache if encode_cache is not None else EncodeCache()
         self._weights_id = _weights_fingerprint(encoder)
+        # Uploads are decoded in worker processes when given a pool: a decoder that crashes or hangs
+        # on a hostile file then costs one worker, not the server.
+        self.decoder = decoder
+        self.max_seconds = max_seconds
 
     @property
     def is_preview(self) -> bool:
@@ -101,6 +108,7 @@ class Pipeline:
         encoding = self.encode_cache.get_or_create(key, lambda: self._encode_file(path, use_audio, num_frames, stage))
         if encoding.from_cache:  # made from another upload of the same bytes, maybe under another name
             encoding = dataclasses.replace(encoding, info=dataclasses.replace(encoding.info, path=str(path)))
+            check_duration(encoding.info, self.max_seconds)  # the limit may be lower than when it was made
         return encoding
 
     def warm_cache(self, paths: Iterable[str | Path], use_audio: bool = True,
@@ -123,10 +131,8 @@ class Pipeline:
                 log.exception("could not pre-encode %s", path)
 
     def _encode_file(self, path: str | Path, use_audio: bool, num_frames: int, stage: StageCallback) -> MediaEncoding:
-        info = probe(path)
-        stage("Decoding frames")
-        frames = self._frames(info, num_frames)
-        clips, audio_note = self._audio(info, use_audio, stage)
+        decoded = self._decode(path, use_audio, num_frames, stage)
+        info, frames, clips = decoded.info, decoded.frames, decoded.audio
         stage("Encoding")
         video = self.encoder.encode_video(frames.pixels.unsqueeze(0).to(self.runtime.device))  # (1, Nq, H)
         audio = None
@@ -135,7 +141,22 @@ class Pipeline:
         return MediaEncoding(
             kind=info.kind, video=video, audio=audio, frame_indices=frames.indices,
             frame_times=frames.times, message=frames.message, thumbnails=frames.thumbnails,
-            audio_note=audio_note, clip_spans=clips.clip_spans if clips is not None else [], info=info)
+            audio_note=self._audio_note(decoded, use_audio),
+            clip_spans=clips.clip_spans if clips is not None else [], info=info)
+
+    def _decode(self, path: str | Path, use_audio: bool, num_frames: int, stage: StageCallback) -> DecodedUpload:
+        """Probe, frames and audio clips, in a worker process when the pipeline has a decoder pool."""
+        audio = self.config.audio if use_audio else None
+        size = self.config.vision.image_size
+        if self.decoder is not None:
+            return self.decoder.decode(path, num_frames, size, audio, stage, max_seconds=self.max_seconds)
+        try:
+            return decode_upload(path, num_frames, size, audio, stage, max_seconds=self.max_seconds)
+        except MediaError:
+            raise
+        except Exception as err:  # a decoder failure we did not foresee is still the file's fault
+            log.exception("decoding %s failed", path)
+            raise MediaError(f"'{Path(path).name}' could not be read. Please try another file.") from err
 
     def cache_key(self, path: str | Path, use_audio: bool, num_frames: int) -> EncodeKey:
         """What identifies an encoding: the file's bytes and every setting that changes the numbers
@@ -153,28 +174,22 @@ class Pipeline:
                              f"(the model's frame-position table has {limit} rows).")
         return num_frames
 
-    def _frames(self, info: MediaInfo, num_frames: int) -> SampledFrames:
-        size = self.config.vision.image_size
-        if info.kind == "image":
-            return load_image(info.path, image_size=size)
-        return load_video_frames(info.path, num_frames=num_frames, image_size=size)
-
-    def _audio(self, info: MediaInfo, use_audio: bool, stage: StageCallback) -> tuple[AudioClips | None, str | None]:
-        """The audio clips to use, or None and the reason in words (the official code said nothing)."""
-        if info.kind == "image":
-            return None, None
+    def _audio_note(self, decoded: DecodedUpload, use_audio: bool) -> str | None:
+        """Why the audio was not used, in words (the official code said nothing); None when it was."""
+        if decoded.info.kind == "image" or decoded.audio is not None:
+            return None
         if self.config.audio is None:
-            return None, f"This model has no audio branch: {FRAMES_ONLY}."
+            return f"This model has no audio branch: {FRAMES_ONLY}."
         if not use_audio:
-            return None, f"Audio is turned off: {FRAMES_ONLY}."
-        if not info.has_audio:
-            return None, f"The file has no audio track: {FRAMES_ONLY}."
-        stage("Reading the audio track")
-        try:
-            return load_audio_clips(info.path, self.config.audio), None
-        except MediaError as err:
-            log.info("audio not used for %s: %s", info.path, err)
-            return None, f"{err} The audio was not used: {FRAMES_ONLY}."
+            return f"Audio is turned off: {FRAMES_ONLY}."
+        if not decoded.info.has_audio:
+            return f"The file has no audio track: {FRAMES_ONLY}."
+        return f"{decoded.audio_error} The audio was not used: {FRAMES_ONLY}."
+
+    def close(self) -> None:
+        """Stop the decoder workers (the app calls this when it shuts down)."""
+        if self.decoder is not None:
+            self.decoder.close()
 
 
 def _weights_fingerprint(encoder: VideoLlamaEncoder) -> str:
@@ -189,14 +204,16 @@ def load_pipeline(model: str | VideoLlamaConfig = "auto", checkpoints: str | Pat
                   kv_cache_sessions: int = 8, *, paths: PathOverrides | None = None,
                   quantization: Quantization | None = None, lora: str | Path | None = None,
                   merge_lora: bool = True, download: bool = False, cache_bytes: int = DEFAULT_MEMORY_BYTES,
-                  cache_dir: str | Path | None = None) -> Pipeline:
+                  cache_dir: str | Path | None = None, isolate_decoding: bool = True,
+                  max_seconds: float | None = DEFAULT_MAX_SECONDS) -> Pipeline:
     """Load a preset (or "auto": complete local official checkpoints, else the preview).
 
     `paths` puts single files elsewhere (keys eva_vit, blip2, vl, al, imagebind, llm). `download`
     fetches what is missing first (with "auto": the 7B model, and only with a GPU and the network).
     `quantization` ("8bit"/"4bit", GPU only) loads the LLM with bitsandbytes; `lora` applies a peft
     adapter to the LLM (merged into its weights unless `merge_lora` is False). Encodings are kept in
-    `cache_bytes` of memory, and in `cache_dir` across restarts when given."""
+    `cache_bytes` of memory, and in `cache_dir` across restarts when given. Uploads are decoded in a
+    worker process (`isolate_decoding`), and videos longer than `max_seconds` are refused."""
     checkpoints = Path(checkpoints)
     config, preview_reason = _choose_config(model, checkpoints, paths, download)
     runtime = choose_runtime(device, dtype)
@@ -207,7 +224,11 @@ def load_pipeline(model: str | VideoLlamaConfig = "auto", checkpoints: str | Pat
     if log.isEnabledFor(logging.INFO):
         precision = precision_of(runtime.device, runtime.llm_dtype, quantization)
         log.info("%s", startup_report(config, precision, llm.model.config, runtime.device))
-    return Pipeline(config, encoder, llm, runtime, preview_reason, kv_cache_sessions, EncodeCache(cache_bytes, cache_dir))
+    decoder = DecoderPool() if isolate_decoding else None
+    if decoder is not None:
+        decoder.warm_up()  # the worker imports torch in the background, not on the first upload
+    return Pipeline(config, encoder, llm, runtime, preview_reason, kv_cache_sessions,
+                    EncodeCache(cache_bytes, cache_dir), decoder, max_seconds)
 
 
 def _choose_config(model: str | VideoLlamaConfig, checkpoints: Path, paths: PathOverrides | None,

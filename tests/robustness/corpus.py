@@ -49,6 +49,11 @@ def _truncated(path: Path) -> Path:
     return factory.make_truncated_copy(source, path, keep=0.4)
 
 
+def _frame_count_bomb(path: Path) -> Path:
+    source = factory.make_video(path.with_name("whole_for_bomb.mp4"), seconds=1)
+    return factory.make_frame_count_bomb(source, path)
+
+
 def _gif(path: Path) -> Path:
     return factory.make_animated_gif(path)
 
@@ -126,6 +131,8 @@ CASES: tuple[Case, ...] = (
     Case("unicode, spaces and quotes in the name", "fête d'été \"final\" 🎉.mp4", _video(seconds=2, audio="sine"),
          "encode", audio=True),
     Case("LZW TIFF image", "scan.tiff", _pillow_only_tiff, "encode"),
+    Case("frame-count bomb (aborts decord)", "bomb_count.mp4", _frame_count_bomb, "error",
+         ("crashed the video decoder", "could not be read", "damaged")),
 )
 
 

@@ -60,3 +60,15 @@ def test_upload(case: Case, tiny_pipeline: Pipeline, corpus_dir: Path, shared_me
             assert encoding.uses_audio == case.audio, encoding.audio_note
         assert session.turns == []  # a new upload starts a new conversation
     assert elapsed < TIME_LIMIT_S, f"{case.name} took {elapsed:.1f} s"
+
+
+def test_a_video_over_the_length_limit_is_refused_before_decoding(tiny_pipeline: Pipeline,
+                                                                 shared_media: dict[str, Path]) -> None:
+    session = tiny_pipeline.new_session()
+    limit, tiny_pipeline.max_seconds = tiny_pipeline.max_seconds, 2.0
+    try:
+        with pytest.raises(MediaError, match=r"is 3\.0 s long; this server accepts videos up to 2\.0 s"):
+            session.add_media(shared_media["video"])
+    finally:
+        tiny_pipeline.max_seconds = limit
+    assert session.media is None

@@ -22,7 +22,7 @@ from .upload import DecodedUpload, StageCallback, decode_upload
 
 log = logging.getLogger(__name__)
 
-Request = tuple[str, int, int, AudioEncoderConfig | None]
+Request = tuple[str, int, int, AudioEncoderConfig | None, float | None]
 
 
 def _serve(connection: Connection) -> None:
@@ -32,12 +32,12 @@ def _serve(connection: Connection) -> None:
     torch.set_num_threads(1)
     while True:
         try:
-            path, num_frames, image_size, audio = connection.recv()
+            path, num_frames, image_size, audio, max_seconds = connection.recv()
         except (EOFError, OSError):
             return
         try:
             result = decode_upload(path, num_frames, image_size, audio,
-                                   on_stage=lambda text: connection.send(("stage", text)))
+                                   on_stage=lambda text: connection.send(("stage", text)), max_seconds=max_seconds)
             connection.send_bytes(pickle.dumps(("result", result)))
         except MediaError as err:
             connection.send_bytes(pickle.dumps(("media_error", str(err))))
@@ -109,10 +109,10 @@ class DecoderPool:
             self._idle.put(worker)
 
     def decode(self, path: str | Path, num_frames: int, image_size: int, audio: AudioEncoderConfig | None,
-               on_stage: StageCallback | None = None) -> DecodedUpload:
+               on_stage: StageCallback | None = None, max_seconds: float | None = None) -> DecodedUpload:
         worker = self._idle.get()  # waits while every worker is busy
         try:
-            return worker.decode((str(path), num_frames, image_size, audio), self.timeout_s,
+            return worker.decode((str(path), num_frames, image_size, audio, max_seconds), self.timeout_s,
                                  on_stage or (lambda _: None))
         finally:
             self._idle.put(worker)

@@ -1,0 +1,306 @@
+"""What each button and upload does: calls into the engine's public API, returns what to show.
+
+One `PageSession` per browser tab lives in `gr.State`; it owns that tab's `ChatSession`. The
+model (`Pipeline`) is shared; settings that change answers travel as arguments of each call.
+Engine errors (`MediaError`, `ChatError`) become `gr.Error` with the engine's own sentence, and
+the conversation is left as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import threading
+import weakref
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from .. import ChatError, ChatSession, MediaEncoding, MediaError, Pipeline, Reply
+from . import view
+
+log = logging.getLogger(__name__)
+
+NOT_UPLOADED = "That file did not come from an upload on this page. Please drop the file here again."
+UPLOAD_FIRST = "Upload a video or an image first (drop it on the left, or click an example), then ask about it."
+# How long a new question, Stop or Undo waits for this tab's previous answer to end (it ends at
+# its next token once stopped, so this is only reached if the model itself hangs).
+ANSWER_WAIT_SECONDS = 30.0
+ChatUpdate = list[view.ChatMessage]
+
+
+@dataclass(eq=False)
+class PageSession:
+    """One browser tab: its conversation and the file the conversation is about."""
+
+    chat: ChatSession
+    source: str | None = None  # the uploaded file, read again when Audio or Frames change
+    file_name: str | None = None
+    answering: threading.Lock = field(default_factory=threading.Lock)  # held while an answer streams
+
+    def close(self) -> None:
+        """Stop any answer and free the KV cache and media, without blocking the caller."""
+        self.chat.cancel()
+        threading.Thread(target=_free, args=(self.chat,), name="free-chat-session", daemon=True).start()
+
+
+def _free(chat: ChatSession) -> None:
+    try:
+        chat.reset()  # waits for a running answer to stop at its next token
+    except ChatError as err:
+        log.warning("a closed tab's conversation could not be freed: %s", err)
+
+
+@dataclass(frozen=True)
+class MediaView:
+    """Everything the page shows about the current file, in the order of the outputs.
+
+    The drop zone is emptied after each upload, so the next file can be dropped at once; the
+    file being talked about shows in the player (or the picture) instead."""
+
+    page: PageSession | None
+    chat: ChatUpdate
+    player: Any
+    picture: Any
+    frames: list
+    seen: str
+    status: str
+    drop_zone: None = None
+
+    def as_outputs(self) -> tuple:
+        return tuple(getattr(self, f.name) for f in dataclasses.fields(self))
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float
+    top_p: float
+    max_new_tokens: int
+    repetition_penalty: float
+
+    def as_kwargs(self) -> dict[str, float | int]:
+        return {"temperature": float(self.temperature), "top_p": float(self.top_p),
+                "max_new_tokens": int(self.max_new_tokens), "repetition_penalty": float(self.repetition_penalty)}
+
+
+class PageActions:
+    """The event handlers of the page, around one loaded pipeline."""
+
+    def __init__(self, pipeline: Pipeline, examples_dir: Path | None = None) -> None:
+        self.pipeline = pipeline
+        self.examples_dir = examples_dir
+        self._pages: weakref.WeakValueDictionary[str, PageSession] = weakref.WeakValueDictionary()
+
+    # -- media ------------------------------------------------------------------------------
+    def upload(self, path: str | None, use_audio: bool, num_frames: int, page: PageSession | None,
+               request: gr.Request, progress: gr.Progress = gr.Progress()) -> tuple:
+        """Encode a new file and start a new conversation about it."""
+        if not path:
+            raise gr.Error("Drop a video or an image file first.")
+        path = self.uploaded_file(path)
+        page = page or self._new_page(request)
+        restarted = bool(page.chat.turns)
+        shown = self._start_conversation(page, path, use_audio, num_frames, progress)
+        if restarted:
+            gr.Info(f"New file: a new conversation about {page.file_name} starts.")
+        return shown
+
+    def uploaded_file(self, path: str) -> str:
+        """`path` if it lies in Gradio's upload cache or the examples folder, else a refusal.
+
+        A client of the API can send any path (`/etc/passwd`, `../app.py`) where a browser sends
+        an upload; Gradio hands it to us as is, so nothing else on the server may be read."""
+        real = Path(path).resolve()
+        roots = [Path(gr.utils.get_upload_folder()).resolve()]
+        if self.examples_dir is not None:
+            roots.append(self.examples_dir.resolve())
+        if not any(real.is_relative_to(root) for root in roots):
+            log.warning("refused a file outside the upload folder: %r", path)
+            raise gr.Error(NOT_UPLOADED)
+        return str(real)
+
+    def settings_changed(self, use_audio: bool, num_frames: int, page: PageSession | None,
+                         progress: gr.Progress = gr.Progress()) -> tuple:
+        """Audio or Frames changed: read the current video again (an image has one frame, no sound)."""
+        if page is None or page.source is None or page.chat.media is None or page.chat.media.kind == "image":
+            return tuple(gr.skip() for _ in dataclasses.fields(MediaView))
+        shown = self._start_conversation(page, page.source, use_audio, num_frames, progress)
+        gr.Info(f"New settings: {page.file_name} was read again and the conversation starts over.")
+        return shown
+
+    def _start_conversation(self, page: PageSession, path: str, use_audio: bool, num_frames: int,
+                            progress: gr.Progress) -> tuple:
+        name = Path(path).name
+        with user_errors(f"reading {name}"):
+            encoding = self.pipeline.encode(path, use_audio=bool(use_audio), num_frames=int(num_frames),
+                                            on_stage=_progress_stages(progress))
+            progress((1, 1), desc="Starting the conversation")
+            page.chat.add_media(encoding)  # stops an answer still running in this tab
+        page.source, page.file_name = path, name
+        return self._media_view(page, encoding).as_outputs()
+
+    def _media_view(self, page: PageSession, encoding: MediaEncoding) -> MediaView:
+        is_video = encoding.kind == "video"
+        return MediaView(
+            page=page, chat=[],
+            player=gr.Video(value=page.source if is_video else None, visible=is_video),
+            picture=gr.Image(value=None if is_video else page.source, visible=not is_video),
+            frames=view.frame_gallery(encoding),
+            seen=view.seen_summary(encoding, page.file_name or ""),
+            status=view.conversation_status(page.file_name, encoding.kind))
+
+    def _new_page(self, request: gr.Request) -> PageSession:
+        page = PageSession(self.pipeline.new_session())
+        if request is not None and request.session_hash:
+            self._pages[request.session_hash] = page
+        return page
+
+    # -- answers ----------------------------------------------------------------------------
+    def ask(self, question: str, temperature: float, top_p: float, max_new_tokens: int,
+            repetition_penalty: float, page: PageSession | None) -> Iterator[ChatUpdate]:
+        """Stream the answer to `question`: the whole visible conversation after each new piece."""
+        page = _require_page(page)
+        sampling = Sampling(temperature, top_p, max_new_tokens, repetition_penalty).as_kwargs()
+        with _answering(page):
+            yield from self._stream(page, lambda: page.chat.ask(question or "", **sampling), question or "")
+
+    def retry(self, temperature: float, top_p: float, max_new_tokens: int, repetition_penalty: float,
+              page: PageSession | None) -> Iterator[ChatUpdate]:
+        """Answer the last question again (it is removed with its answer first)."""
+        page = _require_page(page)
+        sampling = Sampling(temperature, top_p, max_new_tokens, repetition_penalty).as_kwargs()
+        with _answering(page):
+            question = page.chat.turns[-1].question if page.chat.turns else ""
+            yield from self._stream(page, lambda: page.chat.retry(**sampling), question)
+
+    def _stream(self, page: PageSession, start: Callable[[], Reply], question: str) -> Iterator[ChatUpdate]:
+        with user_errors("answering"):
+            reply = start()
+        yield view.chat_messages(page.chat.turns) + [view.user_message(question)]
+        text, notices_shown = "", 0
+        try:
+            for delta in reply:
+                text += delta
+                notices_shown = _show_new_notices(reply, notices_shown)
+                yield view.chat_messages(page.chat.turns, live_text=text)
+        except Exception as err:
+            yield view.chat_messages(page.chat.turns)  # the engine took back a turn it could not answer
+            raise as_user_error(err, "answering") from err
+        finally:
+            reply.close()  # Stop or a closed tab: the engine ends at its next token
+        _show_new_notices(reply, notices_shown)
+        yield view.chat_messages(page.chat.turns)
+
+    def stop(self, page: PageSession | None) -> ChatUpdate:
+        """Stop this tab's answer at its next token; show the conversation with the answer marked stopped."""
+        if page is None:
+            return []
+        page.chat.cancel()
+        return _settled_chat(page)
+
+    def file_refused(self, page: PageSession | None) -> tuple[None, Any]:
+        """After a refused file: an empty drop zone, and the conversation as it is (the upload
+        stopped an answer that was running; it shows as stopped)."""
+        return None, (gr.skip() if page is None else _settled_chat(page))
+
+    # -- conversation -----------------------------------------------------------------------
+    def undo(self, page: PageSession | None) -> tuple[ChatUpdate, Any]:
+        """Remove the last question and its answer; the question goes back into the text box."""
+        if page is None:
+            return [], gr.skip()
+        with user_errors("undoing"):
+            turn = page.chat.undo()
+        return view.chat_messages(page.chat.turns), (turn.question if turn else gr.skip())
+
+    def new_chat(self, page: PageSession | None) -> ChatUpdate:
+        """Forget every question and answer; keep the file (no new encoding)."""
+        if page is not None and page.chat.media is not None:
+            with user_errors("starting a new conversation"):
+                page.chat.add_media(page.chat.media)
+        return []
+
+    # -- tabs that go away ------------------------------------------------------------------
+    def tab_closed(self, request: gr.Request) -> None:
+        page = self._pages.pop(request.session_hash, None) if request.session_hash else None
+        if page is not None:
+            page.close()
+
+    @staticmethod
+    def state_deleted(page: PageSession | None) -> None:
+        if page is not None:
+            page.close()
+
+
+def hold_question(question: str) -> tuple[str, str]:
+    """Empty the text box at once and keep the question for the answer that follows."""
+    return "", question
+
+
+def restore_question(held: str, in_box: str) -> str:
+    """The answer failed before it started: give the question back, unless something new was typed."""
+    return in_box if in_box else held
+
+
+def _settled_chat(page: PageSession) -> ChatUpdate:
+    """The conversation once this tab's answer (if any) has ended."""
+    with _answering(page):
+        return view.chat_messages(page.chat.turns)
+
+
+def _require_page(page: PageSession | None) -> PageSession:
+    if page is None or page.chat.media is None:
+        raise gr.Error(UPLOAD_FIRST)
+    return page
+
+
+@contextlib.contextmanager
+def _answering(page: PageSession) -> Iterator[None]:
+    """One answer at a time per tab: wait for the previous one (a Stop ends it at its next token)."""
+    if not page.answering.acquire(timeout=ANSWER_WAIT_SECONDS):
+        raise gr.Error("The previous answer is still being written; press Stop and try again.")
+    try:
+        yield
+    finally:
+        page.answering.release()
+
+
+@contextlib.contextmanager
+def user_errors(doing: str) -> Iterator[None]:
+    """Run engine calls; what fails comes out as a `gr.Error` the user can read."""
+    try:
+        yield
+    except gr.Error:
+        raise
+    except Exception as err:
+        raise as_user_error(err, doing) from err
+
+
+def as_user_error(err: Exception, doing: str) -> gr.Error:
+    """The engine's own sentence for errors meant for users; anything unexpected is logged and explained."""
+    if isinstance(err, gr.Error):
+        return err
+    if isinstance(err, (MediaError, ChatError, ValueError)):  # ValueError: a setting out of range
+        return gr.Error(str(err))
+    log.error("unexpected failure while %s", doing, exc_info=err)
+    return gr.Error(f"Something went wrong while {doing} ({type(err).__name__}). "
+                    "The conversation is unchanged; please try again.")
+
+
+def _show_new_notices(reply: Reply, shown: int) -> int:
+    for notice in reply.notices[shown:]:
+        gr.Warning(notice)
+    return len(reply.notices)
+
+
+def _progress_stages(progress: gr.Progress) -> Callable[[str], None]:
+    """Feed the engine's stage names (decoding, audio, encoding) to the progress bar."""
+    steps = iter(range(1, 1000))
+
+    def on_stage(stage: str) -> None:
+        progress((next(steps), None), desc=stage)
+
+    return on_stage

@@ -1,0 +1,163 @@
+"""What the page shows, computed from the engine's state: pure functions, no Gradio calls.
+
+The chat history is always rebuilt from `ChatSession.turns`, never read back from the page.
+Everything here returns plain strings, lists and dicts, so it is tested without a browser.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..chat.conversation import Turn
+from ..encoding import MediaEncoding
+from ..pipeline import Pipeline
+
+STOPPED_NOTE = "*(stopped)*"
+# The README section that explains how to get the official checkpoints.
+WEIGHTS_SECTION = "getting-the-weights"
+# Code spans and fenced blocks are shown verbatim by Markdown, so escaping inside them would show "&lt;".
+_CODE = re.compile(r"(```.*?(?:```|$)|`[^`\n]*`)", re.DOTALL)
+
+ChatMessage = dict[str, str]
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the page says about the loaded model."""
+
+    name: str
+    is_preview: bool
+    preview_reason: str | None
+    device: str
+    dtype: str
+    has_audio: bool
+
+    @classmethod
+    def of(cls, pipeline: Pipeline) -> ModelFacts:
+        runtime = pipeline.runtime
+        dtypes = {str(runtime.encoder_dtype), str(runtime.llm_dtype)}
+        return cls(
+            name=pipeline.config.name, is_preview=pipeline.is_preview, preview_reason=pipeline.preview_reason,
+            device=str(runtime.device), dtype=" / ".join(sorted(d.removeprefix("torch.") for d in dtypes)),
+            has_audio=pipeline.config.has_audio)
+
+
+# -- chat ---------------------------------------------------------------------------------------
+
+def escape_markup(text: str) -> str:
+    """Show `<Video>`, `<ImageHere>` or `<b>` as typed: Markdown would otherwise turn them into
+    (invisible) HTML elements. Code spans and fenced blocks already show text verbatim."""
+    pieces = _CODE.split(text)
+    return "".join(piece if index % 2 else piece.replace("<", "&lt;") for index, piece in enumerate(pieces))
+
+
+def user_message(question: str) -> ChatMessage:
+    return {"role": "user", "content": escape_markup(question)}
+
+
+def answer_message(answer: str, stopped: bool = False) -> ChatMessage:
+    shown = escape_markup(answer)
+    if stopped:
+        shown = f"{shown}\n\n{STOPPED_NOTE}" if shown.strip() else STOPPED_NOTE
+    return {"role": "assistant", "content": shown}
+
+
+def chat_messages(turns: Sequence[Turn], live_text: str = "") -> list[ChatMessage]:
+    """The visible conversation. A turn still being answered (answer None) shows `live_text`."""
+    messages: list[ChatMessage] = []
+    for turn in turns:
+        messages.append(user_message(turn.question))
+        if turn.answer is None:
+            if live_text:
+                messages.append(answer_message(live_text))
+        else:
+            messages.append(answer_message(turn.answer, turn.stopped))
+    return messages
+
+
+# -- what the model saw -------------------------------------------------------------------------
+
+def seconds_label(seconds: float) -> str:
+    return f"{seconds:.1f} s"
+
+
+def frame_gallery(encoding: MediaEncoding) -> list[tuple[np.ndarray, str]]:
+    """Every frame the model saw, with its time in the video as the caption."""
+    if encoding.kind == "image":
+        return [(encoding.thumbnails[0], "the image")]
+    return [(thumb, seconds_label(t)) for thumb, t in zip(encoding.thumbnails, encoding.frame_times, strict=True)]
+
+
+def audio_status(encoding: MediaEncoding) -> str:
+    """Whether the model heard the sound and, if not, why (the official code said nothing)."""
+    if encoding.kind == "image":
+        return "**Audio:** none (an image has no sound)."
+    if not encoding.uses_audio:
+        return f"**Audio: not used.** {encoding.audio_note or ''}".rstrip()
+    spans = ", ".join(f"{start:.1f}–{end:.1f} s" for start, end in encoding.clip_spans)
+    count = len(encoding.clip_spans)
+    return f"**Audio: used**, {count} clip{'' if count == 1 else 's'} of the sound track: {spans}."
+
+
+def media_facts(encoding: MediaEncoding, file_name: str) -> str:
+    """One line about the file itself: kind, length, size, frame rate, sound track."""
+    info = encoding.info
+    facts = [f"{info.width}×{info.height}"]
+    if encoding.kind == "video":
+        if info.duration is not None:
+            facts.insert(0, seconds_label(info.duration))
+        if info.fps:
+            facts.append(f"{info.fps:g} fps")
+        facts.append("with a sound track" if info.has_audio else "no sound track")
+    return f"**{html.escape(file_name)}**: {encoding.kind}, {', '.join(facts)}."
+
+
+def seen_summary(encoding: MediaEncoding, file_name: str) -> str:
+    """The text under the frame strip: the file, the frames the model got, the audio."""
+    if encoding.kind == "image":
+        frames = "**Frames:** the image itself, as one frame."
+    else:
+        times = ", ".join(seconds_label(t) for t in encoding.frame_times)
+        frames = f"**Frames:** {len(encoding.frame_times)} sampled at {times}."
+    parts = [media_facts(encoding, file_name), frames, audio_status(encoding)]
+    if encoding.from_cache:
+        parts.append("*From cache: this file was encoded before with these settings, so it was not encoded again.*")
+    return "\n\n".join(parts)
+
+
+def conversation_status(file_name: str | None, kind: str | None = None) -> str:
+    if file_name is None:
+        return "Drop a video or an image on the left (or click an example below), then ask about it."
+    return f"Talking about **{html.escape(file_name)}** ({kind}). Type a question below and press Enter."
+
+
+# -- header -------------------------------------------------------------------------------------
+
+def weights_help(space_id: str | None) -> str:
+    """Where to read how to get the weights: the Space's README on Spaces, else the local README."""
+    if space_id:
+        url = f"https://huggingface.co/spaces/{space_id}/blob/main/README.md#{WEIGHTS_SECTION}"
+        return f'<a href="{html.escape(url)}" target="_blank">Getting the weights</a> in the README'
+    return f'"Getting the weights" in README.md (<code>README.md#{WEIGHTS_SECTION}</code>)'
+
+
+def banner_html(facts: ModelFacts, space_id: str | None = None) -> str:
+    """The preview warning (coloured, top of the page), or one line naming the model that runs."""
+    if not facts.is_preview:
+        return (f'<div style="padding:8px 14px;border-radius:8px;background:#ecfdf5;border:1px solid #059669;'
+                f'color:#064e3b">Running <b>{html.escape(facts.name)}</b> with the official Video-LLaMA '
+                f'weights on <b>{html.escape(facts.device)}</b> ({html.escape(facts.dtype)}).</div>')
+    reason = html.escape((facts.preview_reason or "the preview model was chosen").rstrip("."))
+    return (
+        '<div id="preview-banner" role="alert" style="padding:12px 16px;border-radius:8px;background:#fef3c7;'
+        'border:2px solid #d97706;color:#78350f;font-size:15px;line-height:1.45">'
+        '<b>Preview mode: the real Video-LLaMA weights are not loaded. Answers are NOT about your video.</b><br>'
+        'A small stand-in chat model answers, fed by encoders with random weights. '
+        'What the page shows about your file (the sampled frames, their times, the audio) is real.<br>'
+        f'<b>Why:</b> {reason}.<br>'
+        f'<b>To run the real model:</b> see {weights_help(space_id)}, then restart the app.</div>')
