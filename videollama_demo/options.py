@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 import torch
@@ -16,8 +17,9 @@ DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """The options that choose, fetch and place the model (app.py and `ask` both have them)."""
-    parser.add_argument("--model", default="auto", choices=["auto", *PRESETS],
-                        help="preset; auto = complete local checkpoints, else the preview model")
+    parser.add_argument("--model", default=os.environ.get("VIDEOLLAMA_MODEL", "auto"), choices=["auto", *PRESETS],
+                        help="preset; auto = complete local checkpoints, else the preview model "
+                             "(default: auto, or $VIDEOLLAMA_MODEL)")
     parser.add_argument("--checkpoints", default="checkpoints", help="directory with the weights")
     parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available)")
     parser.add_argument("--dtype", choices=list(DTYPES), default=None,
@@ -30,8 +32,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lora", metavar="DIR", default=None, help="apply a peft LoRA adapter to the LLM")
     parser.add_argument("--no-merge-lora", action="store_true",
                         help="keep the LoRA adapter separate instead of merging it into the weights")
-    parser.add_argument("--download", action="store_true",
-                        help="download missing weights first (with --model auto: the 7B model, on a GPU)")
+    parser.add_argument("--download", action="store_true", default=_env_flag("VIDEOLLAMA_DOWNLOAD"),
+                        help="download missing weights first (with --model auto: the 7B model, on a GPU); "
+                             "VIDEOLLAMA_DOWNLOAD=1 does the same (for Spaces, which start `python app.py` bare)")
     add_path_options(parser)
     parser.add_argument("--cache-dir", default=None, metavar="DIR",
                         help="also keep media encodings on disk here, so a restart keeps them (default: memory only)")
@@ -39,6 +42,10 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                         help="memory for media encodings shared by all sessions (default: 256 MB)")
     parser.add_argument("--max-duration", type=float, default=DEFAULT_MAX_SECONDS / 60, metavar="MINUTES",
                         help=f"longest video accepted (default: {DEFAULT_MAX_SECONDS / 60:.0f} minutes)")
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def add_path_options(parser: argparse.ArgumentParser) -> None:
