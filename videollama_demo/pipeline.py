@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,16 @@ from .chat.kv_cache import KVCachePool
 from .config import VideoLlamaConfig
 from .encode_cache import DEFAULT_MEMORY_BYTES, EncodeCache, EncodeKey, file_sha256, tensors_sha256
 from .encoding import MediaEncoding
+from .long_video import (
+    CLIP_TEXT_TOKENS,
+    SEGMENT_SECONDS,
+    TOKENS_PER_WORD,
+    SegmentBudget,
+    max_segments,
+    plan_segments,
+    subtitle_word_budget,
+    vision_activation_bytes,
+)
 from .hub import (
     AUTO_DOWNLOAD_PRESET,
     DOWNLOADABLE_PRESETS,
@@ -29,8 +40,11 @@ from .hub import (
 )
 from .media import MediaError
 from .media.isolation import DecoderPool
-from .media.probe import require_file
+from .media.probe import probe, require_file
+from .chat.templates import subtitle_parts
+from .media.subtitles import Cue, Transcript, load_subtitle_file, transcript_for_frames, transcript_for_windows
 from .media.upload import DecodedUpload, check_duration, decode_upload
+from .media.video import FrameSampling
 from .memory import precision_of, startup_report
 from .model.llm import LoadedLLM, Quantization, load_llm, resolve_llm_path
 from .model.video_llama import VideoLlamaEncoder
@@ -39,7 +53,11 @@ from .model.weights import CheckpointError, load_official_weights
 log = logging.getLogger(__name__)
 
 StageCallback = Callable[[str], None]
+# subtitles=: None (off, official), True (the video's own text stream), a .srt/.vtt path, or cues.
+Subtitles = bool | str | Path | list[Cue] | tuple[Cue, ...] | None
 FRAMES_ONLY = "answering from the frames only"
+NO_SUBTITLE_STREAM = ("This video has no text subtitle stream. Upload an .srt or .vtt file, or type the "
+                      "transcript (speech recognition is not available offline).")
 DEFAULT_MAX_SECONDS = 3 * 3600.0  # longest video accepted by default (`--max-duration`)
 
 
@@ -86,6 +104,9 @@ class Pipeline:
         # on a hostile file then costs one worker, not the server.
         self.decoder = decoder
         self.max_seconds = max_seconds
+        # Segments, time ranges and subtitle streams: kept in memory only (the disk format holds clips).
+        self._extended_cache = EncodeCache(self.encode_cache.memory_bytes)
+        self._costs: dict[tuple[int, bool], tuple[float, int]] = {}  # measured per-segment encode costs
 
     @property
     def is_preview(self) -> bool:
@@ -96,20 +117,68 @@ class Pipeline:
         return ChatSession(self.llm, self.config.llm.template, self.encode, self._kv_pool)
 
     def encode(self, path: str | Path, use_audio: bool = True, num_frames: int | None = None,
-               on_stage: StageCallback | None = None) -> MediaEncoding:
+               on_stage: StageCallback | None = None, *, subtitles: Subtitles = None,
+               segments: int | str | None = None, time_range: tuple[float, float] | None = None,
+               word_budget: int | None = None) -> MediaEncoding:
         """Encode a video or an image file into LLM-space tokens (raises MediaError).
+
+        With the defaults this is the official encoding. Options (videos only):
+          subtitles   True: the file's own text subtitle stream; a path: an .srt/.vtt file; a list of
+                      Cue: given (e.g. edited) cues. Their words go into the prompt beside each frame
+                      (or segment), trimmed to `word_budget` words (default: what fits the context);
+                      `transcript` on the result says what was kept and cut.
+          segments    "auto" or K: long-video mode, K official clips of `num_frames` frames each,
+                      every one introduced by its time range (see `plan_long_video`). "auto" keeps a
+                      short video a single official clip. Out of memory retries with fewer segments.
+          time_range  (start, end) seconds: one official clip sampled inside that span (with its
+                      audio clips from the span). `ChatSession.ask(time_range=...)` uses this.
 
         The same bytes with the same settings are encoded once: later calls, from any session, get
         the kept encoding (`from_cache` is then True)."""
         stage = on_stage or (lambda _: None)
         num_frames = self._check_frames(num_frames)
         stage("Reading the file")
-        key = self.cache_key(require_file(path), use_audio, num_frames)
-        encoding = self.encode_cache.get_or_create(key, lambda: self._encode_file(path, use_audio, num_frames, stage))
+        file = require_file(path)
+        cues = self._given_cues(subtitles)
+        sampling = self._sampling(num_frames, segments, time_range, use_audio, subtitles is not None)
+        embedded = subtitles is True
+        key = self.cache_key(file, use_audio, num_frames, sampling, embedded)
+        # The on-disk format holds single official clips only; everything else is kept in memory.
+        cache = self.encode_cache if sampling is None and not embedded else self._extended_cache
+        encoding = cache.get_or_create(
+            key, lambda: self._encode_file(path, use_audio, num_frames, stage, sampling, embedded))
         if encoding.from_cache:  # made from another upload of the same bytes, maybe under another name
             encoding = dataclasses.replace(encoding, info=dataclasses.replace(encoding.info, path=str(path)))
             check_duration(encoding.info, self.max_seconds)  # the limit may be lower than when it was made
+        if subtitles is not None and encoding.kind == "video":
+            encoding = self._with_transcript(encoding, cues if cues is not None else list(encoding.subtitles),
+                                             word_budget)
         return encoding
+
+    def plan_long_video(self, path_or_duration: str | Path | float, use_audio: bool = True,
+                        segments: int | str = "auto", subtitles: bool = False, num_frames: int | None = None,
+                        max_new_tokens: int | None = None) -> SegmentBudget:
+        """What long-video mode would do, before running it: segments, frames, tokens, and the
+        encoding time and memory estimated on this device (measured once on a blank clip).
+        The file is only probed (its header), never decoded."""
+        frames = self._check_frames(num_frames)
+        if isinstance(path_or_duration, (int, float)):
+            duration, total, has_audio = float(path_or_duration), None, True
+        else:
+            info = probe(path_or_duration)
+            if info.kind != "video" or info.duration is None:
+                raise MediaError("Long-video mode needs a video with a known length.")
+            duration, total, has_audio = info.duration, info.num_frames, info.has_audio
+        audio_queries = self._audio_queries(use_audio and has_audio)
+        llm = self.config.llm
+        budget = plan_segments(
+            duration, context_length=self.llm.context_length, max_new_tokens=max_new_tokens or llm.max_new_tokens,
+            video_queries=self.config.video_qformer.num_queries, audio_queries=audio_queries,
+            frames_per_segment=frames, total_frames=total, subtitles=subtitles,
+            requested=None if segments == "auto" else int(segments))
+        seconds, memory = self._segment_cost(frames, audio_queries > 0)
+        return dataclasses.replace(budget, estimated_seconds=seconds * budget.segments,
+                                   estimated_memory_bytes=memory * budget.segments)
 
     def warm_cache(self, paths: Iterable[str | Path], use_audio: bool = True,
                    num_frames: int | None = None) -> threading.Thread:
@@ -130,41 +199,175 @@ class Pipeline:
             except Exception:  # a background nicety must never take the app down
                 log.exception("could not pre-encode %s", path)
 
-    def _encode_file(self, path: str | Path, use_audio: bool, num_frames: int, stage: StageCallback) -> MediaEncoding:
-        decoded = self._decode(path, use_audio, num_frames, stage)
+    def _encode_file(self, path: str | Path, use_audio: bool, num_frames: int, stage: StageCallback,
+                     sampling: FrameSampling | None = None, embedded_subtitles: bool = False) -> MediaEncoding:
+        notes: list[str] = []
+        while True:
+            decoded = self._decode(path, use_audio, num_frames, stage, sampling, embedded_subtitles)
+            try:
+                return self._encode_decoded(decoded, use_audio, stage, tuple(notes), embedded_subtitles)
+            except torch.OutOfMemoryError:
+                segments = len(decoded.segment_spans or ())
+                if sampling is None or segments <= 1:
+                    raise MediaError("The device ran out of memory encoding this video. "
+                                     "Try fewer frames, or turn the audio off.") from None
+                self._free_memory()
+                fewer = segments // 2
+                log.warning("out of memory encoding %d segments of %s; retrying with %d", segments, path, fewer)
+                notes.append(f"Out of memory with {segments} segments: encoded {fewer} segments instead.")
+                sampling = dataclasses.replace(sampling, segments=fewer, segment_seconds=None)
+
+    def _encode_decoded(self, decoded: DecodedUpload, use_audio: bool, stage: StageCallback,
+                        notes: tuple[str, ...], embedded_subtitles: bool) -> MediaEncoding:
         info, frames, clips = decoded.info, decoded.frames, decoded.audio
+        spans = decoded.segment_spans or ()
+        segments = max(len(spans), 1)
         stage("Encoding")
-        video = self.encoder.encode_video(frames.pixels.unsqueeze(0).to(self.runtime.device))  # (1, Nq, H)
+        # (3, K*T, S, S) -> (K, 3, T, S, S): each segment an official clip, encoded as one batch.
+        pixels = frames.pixels.unflatten(1, (segments, -1)).transpose(0, 1)
+        video = self.encoder.encode_video(pixels.to(self.runtime.device)).flatten(0, 1)[None]  # (1, K*Nq, H)
         audio = None
         if clips is not None:
-            audio = self.encoder.encode_audio(clips.fbank.unsqueeze(0).to(self.runtime.device))  # (1, Na, H)
+            fbank = clips.fbank.unflatten(0, (segments, -1))  # (K, clips, 1, mel, L)
+            audio = self.encoder.encode_audio(fbank.to(self.runtime.device)).flatten(0, 1)[None]  # (1, K*Na, H)
+        if embedded_subtitles and not decoded.subtitles and info.kind == "video":
+            notes = (*notes, NO_SUBTITLE_STREAM)
         return MediaEncoding(
             kind=info.kind, video=video, audio=audio, frame_indices=frames.indices,
             frame_times=frames.times, message=frames.message, thumbnails=frames.thumbnails,
             audio_note=self._audio_note(decoded, use_audio),
-            clip_spans=clips.clip_spans if clips is not None else [], info=info)
+            clip_spans=clips.clip_spans if clips is not None else [], info=info,
+            segment_spans=tuple(spans), subtitles=decoded.subtitles, notes=notes)
 
-    def _decode(self, path: str | Path, use_audio: bool, num_frames: int, stage: StageCallback) -> DecodedUpload:
+    def _decode(self, path: str | Path, use_audio: bool, num_frames: int, stage: StageCallback,
+                sampling: FrameSampling | None = None, embedded_subtitles: bool = False) -> DecodedUpload:
         """Probe, frames and audio clips, in a worker process when the pipeline has a decoder pool."""
         audio = self.config.audio if use_audio else None
         size = self.config.vision.image_size
+        options = dict(max_seconds=self.max_seconds, sampling=sampling, read_subtitles=embedded_subtitles)
         if self.decoder is not None:
-            return self.decoder.decode(path, num_frames, size, audio, stage, max_seconds=self.max_seconds)
+            return self.decoder.decode(path, num_frames, size, audio, stage, **options)
         try:
-            return decode_upload(path, num_frames, size, audio, stage, max_seconds=self.max_seconds)
+            return decode_upload(path, num_frames, size, audio, stage, **options)
         except MediaError:
             raise
         except Exception as err:  # a decoder failure we did not foresee is still the file's fault
             log.exception("decoding %s failed", path)
             raise MediaError(f"'{Path(path).name}' could not be read. Please try another file.") from err
 
-    def cache_key(self, path: str | Path, use_audio: bool, num_frames: int) -> EncodeKey:
+    def cache_key(self, path: str | Path, use_audio: bool, num_frames: int, sampling: FrameSampling | None = None,
+                  embedded_subtitles: bool = False) -> EncodeKey:
         """What identifies an encoding: the file's bytes and every setting that changes the numbers
-        (image size, frames default, audio settings and the preset name are all in the config)."""
-        return EncodeKey.of(file_sha256(path), {
+        (image size, frames default, audio settings and the preset name are all in the config).
+        Segments, a time range and reading the subtitle stream are in it only when used, so the
+        official encoding's key is unchanged; given subtitles change the prompt, never the tokens."""
+        settings = {
             "config": self.config.to_json(), "weights": self._weights_id, "frames": num_frames, "audio": use_audio,
             "encoder_dtype": str(self.runtime.encoder_dtype), "device": self.runtime.device.type,
-            "torch": torch.__version__})
+            "torch": torch.__version__}
+        if sampling is not None:
+            settings["sampling"] = dataclasses.asdict(sampling)
+        if embedded_subtitles:
+            settings["embedded_subtitles"] = True
+        return EncodeKey.of(file_sha256(path), settings)
+
+    def _sampling(self, num_frames: int, segments: int | str | None, time_range: tuple[float, float] | None,
+                  use_audio: bool, subtitles: bool) -> FrameSampling | None:
+        """The frames to read when not the official ones (None = official)."""
+        if time_range is not None:
+            start, end = float(time_range[0]), float(time_range[1])
+            if not 0 <= start < end:
+                raise MediaError(f"A time range needs 0 <= start < end, got {start:g} to {end:g} s.")
+            return FrameSampling(num_frames, 1, span=(start, end))
+        if segments is None:
+            return None
+        limit = max_segments(self.llm.context_length, self.config.llm.max_new_tokens,
+                             self.config.video_qformer.num_queries, self._audio_queries(use_audio), subtitles)
+        if segments == "auto":
+            return FrameSampling(num_frames, limit, segment_seconds=SEGMENT_SECONDS)
+        if not isinstance(segments, int) or segments < 1:
+            raise MediaError(f"segments must be \"auto\" or a whole number from 1, not {segments!r}.")
+        return FrameSampling(num_frames, min(segments, limit))
+
+    def _audio_queries(self, use_audio: bool) -> int:
+        return self.config.audio_qformer.num_queries if use_audio and self.config.audio_qformer else 0
+
+    @staticmethod
+    def _given_cues(subtitles: Subtitles) -> list[Cue] | None:
+        """Cues given by the caller; None when there are none yet (off, or to be read from the video)."""
+        if subtitles is None or subtitles is True:
+            return None
+        if subtitles is False:
+            raise MediaError("subtitles must be None, True, a subtitle file or a list of cues.")
+        if isinstance(subtitles, (str, Path)):
+            return load_subtitle_file(subtitles)
+        return list(subtitles)
+
+    def _with_transcript(self, encoding: MediaEncoding, cues: list[Cue], word_budget: int | None) -> MediaEncoding:
+        """Attach what the prompt will show of `cues`: per frame, or per segment in long-video mode.
+
+        Without a `word_budget`, as many words as fit the context: a first guess from the average
+        word length, then shrunk until the real tokenizer says the lines fit."""
+        make = self._transcript_maker(encoding, cues)
+        if word_budget is not None:
+            return dataclasses.replace(encoding, subtitles=tuple(cues), transcript=make(word_budget))
+        media = sum(block.shape[1] for block in encoding.blocks())
+        free = subtitle_word_budget(self.llm.context_length, self.config.llm.max_new_tokens, media,
+                                    CLIP_TEXT_TOKENS * max(len(encoding.segment_spans), 1), 0) * TOKENS_PER_WORD
+        budget = free // TOKENS_PER_WORD
+        transcript = make(budget)
+        for _ in range(10):
+            used = len(self.llm.tokenizer.encode_parts(subtitle_parts(transcript.lines)))
+            if used <= free or budget == 0:
+                break
+            budget = min(budget - 1, budget * free // used)
+            transcript = make(budget)
+        return dataclasses.replace(encoding, subtitles=tuple(cues), transcript=transcript)
+
+    @staticmethod
+    def _transcript_maker(encoding: MediaEncoding, cues: list[Cue]) -> Callable[[int], Transcript]:
+        """word budget -> transcript: per segment, per frame of a time range's clip, or per frame."""
+        if encoding.is_segmented:
+            spans = list(encoding.segment_spans)
+            return lambda budget: transcript_for_windows(cues, [start for start, _ in spans], spans, budget)
+        if encoding.segment_spans:  # a time range: only what is said inside it
+            windows = _frame_windows_within(encoding.frame_times, *encoding.segment_spans[0])
+            return lambda budget: transcript_for_windows(cues, encoding.frame_times, windows, budget)
+        duration = encoding.info.duration or (encoding.frame_times[-1] if encoding.frame_times else 0.0)
+        return lambda budget: transcript_for_frames(cues, encoding.frame_times, duration, budget)
+
+    def _segment_cost(self, num_frames: int, with_audio: bool) -> tuple[float, int]:
+        """(seconds, bytes) to encode one segment on this device, measured once on a blank clip.
+        Memory is measured on CUDA; elsewhere it is the ViT's activations, computed."""
+        key = (num_frames, with_audio)
+        if key not in self._costs:
+            size = self.config.vision.image_size
+            pixels = torch.zeros(1, 3, num_frames, size, size)
+            device = self.runtime.device
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+                before = torch.cuda.memory_allocated(device)
+            started = time.perf_counter()
+            self.encoder.encode_video(pixels.to(device))
+            if with_audio and self.config.audio is not None:
+                audio = self.config.audio
+                fbank = torch.zeros(1, audio.num_clips, 1, audio.num_mel_bins, audio.target_length)
+                self.encoder.encode_audio(fbank.to(device))
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+                memory = torch.cuda.max_memory_allocated(device) - before
+            else:
+                vision = self.config.vision
+                tokens = (size // vision.patch_size) ** 2 + 1
+                dtype_bytes = 2 if self.runtime.encoder_dtype in (torch.float16, torch.bfloat16) else 4
+                memory = vision_activation_bytes(num_frames, tokens, vision.width, vision.mlp_dim,
+                                                 vision.num_heads, dtype_bytes)
+            self._costs[key] = (time.perf_counter() - started, memory)
+        return self._costs[key]
+
+    def _free_memory(self) -> None:
+        if self.runtime.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     def _check_frames(self, num_frames: int | None) -> int:
         limit = self.config.max_frame_pos
@@ -190,6 +393,12 @@ class Pipeline:
         """Stop the decoder workers (the app calls this when it shuts down)."""
         if self.decoder is not None:
             self.decoder.close()
+
+
+def _frame_windows_within(times: list[float], start: float, end: float) -> list[tuple[float, float]]:
+    """Each frame of a time-range clip owns half the gap to its neighbours, inside [start, end]."""
+    bounds = [start] + [(a + b) / 2 for a, b in zip(times, times[1:])] + [end]
+    return list(zip(bounds[:-1], bounds[1:]))
 
 
 def _weights_fingerprint(encoder: VideoLlamaEncoder) -> str:

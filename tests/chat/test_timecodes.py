@@ -31,6 +31,9 @@ def test_citations_past_the_end_of_the_video_are_clock_times() -> None:
     ("From 1:00 until 1:30, who talks?", (60.0, 90.0)),
     ("between 0:05.5 and 7 seconds", (5.5, 7.0)),
     ("between 5 and 3", None),
+    ("Count from 1 to 100, separated by commas.", None),
+    ("from 10 to 20 seconds", (10.0, 20.0)),
+    ("Is the price between 3.5 and 7?", None),
     ("What happens at the end?", None),
 ])
 def test_time_ranges(question: str, expected: tuple[float, float] | None) -> None:

@@ -23,6 +23,7 @@ from ..constants import (
     VIDEO_MESSAGE_PREFIX,
     VISUAL_SYSTEM_PROMPT,
 )
+from .timecodes import format_time
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,8 @@ class PromptState:
     system: str
     media_message: tuple[Part, ...]  # the first user message before the question
     turns: tuple[tuple[str, str | None], ...]  # (question, answer); None = being answered now
+    # Media shown with a question (a time range's clip), per turn; () or a short tuple = none.
+    turn_media: tuple[tuple[Part, ...], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -65,12 +68,21 @@ def _messages(state: PromptState, defuse: Callable[[str], str]) -> list[_Message
     messages: list[_Message] = []
     for number, (question, answer) in enumerate(state.turns):
         asked: tuple[Part, ...] = (Text(defuse(question), from_user=True),) if question else ()
+        turn_media = state.turn_media[number] if number < len(state.turn_media) else ()
+        if turn_media:
+            asked = (*_defused(turn_media, defuse), Text(" "), *asked)
         if number == 0 and state.media_message:
             # Chat.ask joins the first question onto the media message with one space.
-            asked = (*state.media_message, Text(" "), *asked)
+            asked = (*_defused(state.media_message, defuse), Text(" "), *asked)
         answered = (Text(defuse(answer), from_user=True),) if answer else ()
         messages += [_Message(True, asked), _Message(False, answered)]
     return messages
+
+
+def _defused(parts: tuple[Part, ...], defuse: Callable[[str], str]) -> tuple[Part, ...]:
+    """User text inside a media message (subtitles) is defused like a question; the rest is template."""
+    return tuple(Text(defuse(p.text), from_user=True) if isinstance(p, Text) and p.from_user else p
+                 for p in parts)
 
 
 def _compact(parts: list[Part]) -> list[Part]:
@@ -250,3 +262,75 @@ def media_prompt(kind: Literal["video", "image"], uses_audio: bool, frames_messa
     if uses_audio:
         return audio_video_prompt()
     return video_prompt(frames_message, system=video_system)
+
+
+# -- beyond the official prompts: subtitles, long-video segments, time ranges --------------------
+# None of these is used unless asked for; with them off every prompt above is unchanged.
+
+SUBTITLES_INTRO = "Subtitles, what is said near the sampled frames:"
+
+
+def time_label(seconds: float) -> str:
+    """83.4 -> "1:23.4", 130 -> "2:10", 7260 -> "2:01:00" (tenths only when not whole); the form
+    `timecodes.find_citations` reads back, so times the model repeats become clickable."""
+    tenths = round(seconds * 10)
+    whole, fraction = divmod(tenths, 10)
+    return format_time(whole) + (f".{fraction}" if fraction else "")
+
+
+def subtitle_parts(lines: tuple[tuple[float, str], ...], intro: str = SUBTITLES_INTRO) -> tuple[Part, ...]:
+    """"<intro>\n[0:01.5] what is said\n...\n": one line per time; the said text is user text."""
+    parts: list[Part] = [Text(intro)]
+    for time, said in lines:
+        parts += [Text(f"\n[{time_label(time)}] "), Text(said, from_user=True)]
+    return (*parts, Text("\n"))
+
+
+def with_subtitles(prompt: MediaPrompt, lines: tuple[tuple[float, str], ...]) -> MediaPrompt:
+    """The official message, then the subtitles block (nothing added when no line has words)."""
+    if not lines:
+        return prompt
+    last = prompt.message[-1] if prompt.message else None
+    gap = () if isinstance(last, Text) and last.text.endswith((" ", "\n")) else (Text(" "),)
+    return MediaPrompt(prompt.system, (*prompt.message, *gap, *subtitle_parts(lines)))
+
+
+def segments_prompt(duration: float, spans: list[tuple[float, float]], frames_per_segment: int,
+                    uses_audio: bool, subtitles: list[str] | None = None, system: str = "") -> MediaPrompt:
+    """A long video as K parts, each an official clip introduced by its time range:
+
+    "The video is 10:00 long. It is shown in 4 parts, in order, each as 8 frames sampled evenly.\n
+    Part 1 (0:00 to 2:30): <Video><ImageHere></Video> Subtitles: ...\n..." With audio each part is
+    "you hear <ImageHere>, and see <Video><ImageHere></Video>" (audio block first, as official).
+    `subtitles[k]` is what is said in part k ("" for nothing)."""
+    sound = " with its sound" if uses_audio else ""
+    parts: list[Part] = [Text(f"The video is {time_label(duration)} long. It is shown in {len(spans)} parts, "
+                              f"in order, each as {frames_per_segment} frames sampled evenly{sound}.\n")]
+    blocks = 2 if uses_audio else 1
+    for number, (start, end) in enumerate(spans):
+        parts.append(Text(f"Part {number + 1} ({time_label(start)} to {time_label(end)}): "))
+        parts += _clip_parts(number * blocks, uses_audio)
+        said = subtitles[number] if subtitles else ""
+        if said:
+            parts += [Text(" Subtitles: "), Text(said, from_user=True)]
+        parts.append(Text("\n"))
+    return MediaPrompt(system, tuple(_compact(parts)))
+
+
+def time_range_parts(start: float, end: float, uses_audio: bool, first_block: int, frames_message: str,
+                     subtitle_lines: tuple[tuple[float, str], ...] = ()) -> tuple[Part, ...]:
+    """The clip of a time range, shown with the question that asked about it:
+
+    "The part of the video from 2:10 to 3:00: <Video><ImageHere></Video> The video contains 8 frames
+    sampled at 130.0, ... seconds. " (with audio: "you hear <ImageHere>, and see <Video>...</Video>. ")."""
+    parts: list[Part] = [Text(f"The part of the video from {time_label(start)} to {time_label(end)}: ")]
+    parts += _clip_parts(first_block, uses_audio)
+    parts.append(Text((". " if uses_audio else " ") + frames_message))
+    if subtitle_lines:
+        parts += subtitle_parts(subtitle_lines)
+    return tuple(_compact(parts))
+
+
+def _clip_parts(first_block: int, uses_audio: bool) -> list[Part]:
+    video = [Text("<Video>"), Media(first_block + int(uses_audio)), Text("</Video>")]
+    return [Text("you hear "), Media(first_block), Text(", and see "), *video] if uses_audio else video

@@ -58,10 +58,13 @@ def parse_time(text: str) -> float | None:
 
 
 def find_time_range(question: str) -> tuple[float, float] | None:
-    """A span the question asks about ("between 2:10 and 3:00", "from 5 s to 12 s"), or None."""
+    """A span the question asks about ("between 2:10 and 3:00", "from 5 s to 12 s"), or None.
+    At least one end must be written as a time (a clock or a unit of seconds)."""
     match = _RANGE.search(question)
     if not match:
         return None
+    if not any(":" in end or end.strip()[-1:].isalpha() for end in (match["a"], match["b"])):
+        return None  # "count from 1 to 100": bare numbers are not times until one end says so
     start, end = parse_time(match["a"]), parse_time(match["b"])
     if start is None or end is None or end <= start:
         return None

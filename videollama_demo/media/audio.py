@@ -122,6 +122,58 @@ def load_audio_clips(path: str | Path, cfg: AudioEncoderConfig) -> AudioClips:
     return waveform_to_clips(load_waveform(path, cfg.sample_rate), cfg)
 
 
+def load_audio_clips_in_spans(path: str | Path, cfg: AudioEncoderConfig,
+                              spans: list[tuple[float, float]]) -> list[AudioClips]:
+    """For each (start, end) seconds span: the official clips of that span alone, as if the video
+    were cut there (clip times in `clip_spans` are seconds of the whole video).
+
+    Short tracks are decoded once; long ones only around the clips (a span shorter than 18 s is
+    decoded whole, because its clips overlap and the official in-place DC removal couples them).
+    """
+    seconds = _header_seconds(path)
+    if seconds is not None and seconds > max(EXACT_AUDIO_MAX_SECONDS, (cfg.num_clips + 1) * cfg.clip_duration):
+        try:
+            return _span_clips_from_windows(Path(path), cfg, spans)
+        except (_NoWindows, av.FFmpegError) as why:
+            log.info("%s: decoding the whole audio track (%s)", display_name(path), why)
+    waveform = load_waveform(path, cfg.sample_rate)
+    rate = cfg.sample_rate
+    bounds = [(int(start * rate), int(end * rate)) for start, end in spans]
+    return [_shifted(waveform_to_clips(waveform[:, first:stop], cfg), first / rate) for first, stop in bounds]
+
+
+def _shifted(clips: AudioClips, offset: float) -> AudioClips:
+    spans = [(start + offset, end + offset) for start, end in clips.clip_spans]
+    return AudioClips(clips.fbank, spans, clips.duration)
+
+
+def _span_clips_from_windows(path: Path, cfg: AudioEncoderConfig,
+                             spans: list[tuple[float, float]]) -> list[AudioClips]:
+    rate, overlapping = cfg.sample_rate, (cfg.num_clips + 1) * cfg.clip_duration * cfg.sample_rate
+    with _open_track(path, head_seconds=max(_HEAD_SECONDS, cfg.clip_duration + 1.0)) as track:
+        resampler = _WindowResampler(track.sample_rate, rate)
+        num_samples = resampler.output_length(track.length)
+        bounds = [(int(start * rate), min(int(end * rate), num_samples)) for start, end in spans]
+        # Output sample ranges to read per span: the whole span when its clips overlap, else each clip.
+        wanted = [[(first, stop)] if stop - first < overlapping else
+                  [(first + a, first + b) for a, b in clip_sample_ranges(stop - first, cfg)]
+                  for first, stop in bounds]
+        windows = [resampler.window(a, b, track.length) for ranges in wanted for a, b in ranges]
+        decoded = iter(zip(windows, track.read([(w.start, w.stop) for w in windows])))
+    result = []
+    for (first, stop), ranges in zip(bounds, wanted):
+        pieces = []
+        for a, b in ranges:
+            window, samples = next(decoded)
+            pieces.append(resampler(torch.from_numpy(samples))[:, a - window.output_start:b - window.output_start])
+        if stop - first < overlapping:
+            result.append(_shifted(waveform_to_clips(pieces[0], cfg), first / rate))
+        else:  # the clips lie apart, so each one's own DC removal is exactly the official in-place step
+            fbanks = [_normalised_fbank(clip - clip.mean(), cfg) for clip in pieces]
+            result.append(_shifted(_clips(fbanks, stop - first, cfg), first / rate))
+    return result
+
+
 def _clips(fbanks: list[torch.Tensor], num_samples: int, cfg: AudioEncoderConfig) -> AudioClips:
     rate = cfg.sample_rate
     spans = [(first / rate, min(stop, num_samples) / rate) for first, stop in clip_sample_ranges(num_samples, cfg)]

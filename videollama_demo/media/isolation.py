@@ -19,10 +19,12 @@ from pathlib import Path
 from ..config import AudioEncoderConfig
 from .probe import MediaError, display_name
 from .upload import DecodedUpload, StageCallback, decode_upload
+from .video import FrameSampling
 
 log = logging.getLogger(__name__)
 
-Request = tuple[str, int, int, AudioEncoderConfig | None, float | None]
+# decode_upload's arguments: path, frames, image size, audio config, longest video, sampling, subtitles
+Request = tuple[str, int, int, AudioEncoderConfig | None, float | None, FrameSampling | None, bool]
 
 
 def _serve(connection: Connection) -> None:
@@ -32,12 +34,13 @@ def _serve(connection: Connection) -> None:
     torch.set_num_threads(1)
     while True:
         try:
-            path, num_frames, image_size, audio, max_seconds = connection.recv()
+            path, num_frames, image_size, audio, max_seconds, sampling, read_subtitles = connection.recv()
         except (EOFError, OSError):
             return
         try:
             result = decode_upload(path, num_frames, image_size, audio,
-                                   on_stage=lambda text: connection.send(("stage", text)), max_seconds=max_seconds)
+                                   on_stage=lambda text: connection.send(("stage", text)), max_seconds=max_seconds,
+                                   sampling=sampling, read_subtitles=read_subtitles)
             connection.send_bytes(pickle.dumps(("result", result)))
         except MediaError as err:
             connection.send_bytes(pickle.dumps(("media_error", str(err))))
@@ -49,6 +52,7 @@ class _Worker:
     def __init__(self) -> None:
         self._process: multiprocessing.process.BaseProcess | None = None
         self._connection: Connection | None = None
+        self._lock = threading.Lock()
 
     def decode(self, request: Request, timeout_s: float, on_stage: StageCallback) -> DecodedUpload:
         connection = self.start()
@@ -77,23 +81,26 @@ class _Worker:
                 raise MediaError(f"'{display_name(request[0])}' could not be read. Please try another file.")
 
     def start(self) -> Connection:
-        if self._process is None or not self._process.is_alive():
-            context = multiprocessing.get_context("spawn")  # fork is unsafe with torch threads/CUDA
-            parent, child = context.Pipe()
-            self._process = context.Process(target=_serve, args=(child,), daemon=True, name="media-decoder")
-            self._process.start()
-            child.close()
-            self._connection = parent
-        assert self._connection is not None
-        return self._connection
+        with self._lock:
+            if self._process is None or not self._process.is_alive():
+                context = multiprocessing.get_context("spawn")  # fork is unsafe with torch threads/CUDA
+                parent, child = context.Pipe()
+                self._process = context.Process(target=_serve, args=(child,), daemon=True, name="media-decoder")
+                self._process.start()
+                child.close()
+                self._connection = parent
+            assert self._connection is not None
+            return self._connection
 
     def stop(self) -> None:
-        if self._process is not None:
-            self._process.kill()
-            self._process.join(timeout=5)
-        if self._connection is not None:
-            self._connection.close()
-        self._process = self._connection = None
+        with self._lock:  # the warm-up thread may be starting this worker right now
+            process, connection = self._process, self._connection
+            self._process = self._connection = None
+        if process is not None:
+            process.kill()
+            process.join(timeout=5)
+        if connection is not None:
+            connection.close()
 
 
 class DecoderPool:
@@ -109,11 +116,13 @@ class DecoderPool:
             self._idle.put(worker)
 
     def decode(self, path: str | Path, num_frames: int, image_size: int, audio: AudioEncoderConfig | None,
-               on_stage: StageCallback | None = None, max_seconds: float | None = None) -> DecodedUpload:
+               on_stage: StageCallback | None = None, max_seconds: float | None = None,
+               sampling: FrameSampling | None = None, read_subtitles: bool = False) -> DecodedUpload:
+        """`decode_upload` with the same arguments, in a worker process."""
         worker = self._idle.get()  # waits while every worker is busy
         try:
-            return worker.decode((str(path), num_frames, image_size, audio, max_seconds), self.timeout_s,
-                                 on_stage or (lambda _: None))
+            request = (str(path), num_frames, image_size, audio, max_seconds, sampling, read_subtitles)
+            return worker.decode(request, self.timeout_s, on_stage or (lambda _: None))
         finally:
             self._idle.put(worker)
 

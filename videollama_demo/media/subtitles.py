@@ -119,13 +119,50 @@ def _stream_cues(container: av.container.InputContainer, stream: av.stream.Strea
     return cues
 
 
+def format_cues(cues: list[Cue]) -> str:
+    """Cues as editable text, one per line: "00:01:02.500 --> 00:01:04.000 What is said".
+
+    `parse_transcript` reads it back, so a user can correct or write the transcript before asking."""
+    return "\n".join(f"{_stamp(cue.start)} --> {_stamp(cue.end)} {cue.text}" for cue in cues)
+
+
+def _stamp(seconds: float) -> str:
+    millis = round(seconds * 1000)
+    hours, rest = divmod(millis, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    return f"{hours:02d}:{minutes:02d}:{rest // 1000:02d}.{rest % 1000:03d}"
+
+
+_LINE_CUE = re.compile(rf"^\s*{_TIMING.pattern}[ \t]+(?P<text>\S.*)$")
+
+
+def parse_transcript(text: str) -> list[Cue]:
+    """An edited transcript -> cues. The one-line form `format_cues` writes, where a line without
+    a timing continues the cue above it; SRT or WebVTT text is accepted too."""
+    cues: list[Cue] = []
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if not any(_LINE_CUE.match(line) for line in lines):
+        return parse_subtitles(text)
+    for line in lines:
+        match = _LINE_CUE.match(line)
+        if match:
+            start, end = parse_timestamp(match["start"]), parse_timestamp(match["end"])
+            if end >= start:
+                cues.append(Cue(start, end, clean_text(match["text"])))
+        elif cues and line.strip():
+            cues[-1] = Cue(cues[-1].start, cues[-1].end, clean_text(cues[-1].text + " " + line))
+    return sorted((cue for cue in cues if cue.text), key=lambda cue: (cue.start, cue.end))
+
+
 @dataclass(frozen=True)
 class Transcript:
-    """The subtitle text given to the model: one line per sampled frame that has speech near it."""
+    """The subtitle text given to the model: one line per sampled frame (or segment) with speech near it."""
 
-    lines: tuple[tuple[float, str], ...]  # (frame time in seconds, what is said around it)
+    lines: tuple[tuple[float, str], ...]  # (frame or segment time in seconds, what is said around it)
     kept_words: int
     total_words: int
+    # (time, the words left out) for every line the word budget shortened, for the UI to show.
+    cut: tuple[tuple[float, str], ...] = ()
 
     @property
     def cut_words(self) -> int:
@@ -141,17 +178,24 @@ def frame_windows(frame_times: list[float], duration: float) -> list[tuple[float
 def transcript_for_frames(cues: list[Cue], frame_times: list[float], duration: float,
                           word_budget: int) -> Transcript:
     """What is said around each sampled frame, trimmed to `word_budget` words shared evenly."""
-    per_frame = []
-    for start, end in frame_windows(frame_times, duration):
+    return transcript_for_windows(cues, frame_times, frame_windows(frame_times, duration), word_budget)
+
+
+def transcript_for_windows(cues: list[Cue], labels: list[float], windows: list[tuple[float, float]],
+                           word_budget: int) -> Transcript:
+    """What is said in each [start, end) window (labelled by a time), trimmed to `word_budget` words
+    shared evenly: used per frame of a clip, and per segment of a long video."""
+    per_window = []
+    for start, end in windows:
         near = [cue.text for cue in cues if cue.start < end and cue.end >= start]
-        per_frame.append(" ".join(dict.fromkeys(near)).split())  # a cue spanning frames is said once per frame
-    total = sum(len(words) for words in per_frame)
-    share = _fair_shares([len(words) for words in per_frame], word_budget)
+        per_window.append(" ".join(dict.fromkeys(near)).split())  # a cue spanning windows is said in each
+    total = sum(len(words) for words in per_window)
+    share = _fair_shares([len(words) for words in per_window], max(word_budget, 0))
     lines = tuple((time, " ".join(words[:keep]) + (" …" if keep < len(words) else ""))
-                  for time, words, keep in zip(frame_times, per_frame, share) if keep)
-    return Transcript(lines, sum(share), total)
-
-
+                  for time, words, keep in zip(labels, per_window, share) if keep)
+    cut = tuple((time, " ".join(words[keep:])) for time, words, keep in zip(labels, per_window, share)
+                if keep < len(words))
+    return Transcript(lines, sum(share), total, cut)
 def _fair_shares(sizes: list[int], budget: int) -> list[int]:
     """Split `budget` across `sizes` so that no one gets more than it has and small ones get all theirs."""
     shares = [0] * len(sizes)

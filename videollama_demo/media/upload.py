@@ -8,10 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import AudioEncoderConfig
-from .audio import AudioClips, load_audio_clips
+import torch
+
+from .audio import AudioClips, load_audio_clips, load_audio_clips_in_spans
 from .image import load_image
 from .probe import MediaError, MediaInfo, probe
-from .video import SampledFrames, load_video_frames
+from .subtitles import Cue, read_embedded_subtitles
+from .video import FrameSampling, SampledFrames, load_sampled_frames, load_video_frames
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +27,10 @@ class DecodedUpload:
     frames: SampledFrames
     audio: AudioClips | None  # None when not asked for, absent, or unreadable
     audio_error: str | None = None  # the MediaError sentence when the track could not be read
+    # With a FrameSampling: seconds (start, end) of each segment; its frames are `frames` in runs of
+    # `frames_per_segment`, its audio clips `audio` in runs of the config's clip count.
+    segment_spans: tuple[tuple[float, float], ...] | None = None
+    subtitles: tuple[Cue, ...] = ()  # the container's own text subtitles, when asked for
 
 
 def check_duration(info: MediaInfo, max_seconds: float | None) -> None:
@@ -47,10 +54,15 @@ def format_duration(seconds: float) -> str:
 
 
 def decode_upload(path: str | Path, num_frames: int, image_size: int, audio: AudioEncoderConfig | None,
-                  on_stage: StageCallback | None = None, max_seconds: float | None = None) -> DecodedUpload:
+                  on_stage: StageCallback | None = None, max_seconds: float | None = None,
+                  sampling: FrameSampling | None = None, read_subtitles: bool = False) -> DecodedUpload:
     """Read `path` (raises MediaError). `audio=None` skips the audio track; a track that cannot be
     read is not fatal: the frames are still returned, with the reason in `audio_error`. A video
-    longer than `max_seconds` is refused before any frame is decoded."""
+    longer than `max_seconds` is refused before any frame is decoded.
+
+    `sampling` (segments of a long video, or a time range) replaces the official frame sampling,
+    and the audio clips are then taken per segment. `read_subtitles` also reads the container's
+    own text subtitle stream."""
     stage = on_stage or (lambda _: None)
     stage("Reading the file")
     info = probe(path)
@@ -58,12 +70,28 @@ def decode_upload(path: str | Path, num_frames: int, image_size: int, audio: Aud
     stage("Decoding frames")
     if info.kind == "image":
         return DecodedUpload(info, load_image(info.path, image_size=image_size), None)
-    frames = load_video_frames(info.path, num_frames=num_frames, image_size=image_size)
+    subtitles = tuple(read_embedded_subtitles(info.path)) if read_subtitles else ()
+    if sampling is None:
+        frames, spans = load_video_frames(info.path, num_frames=num_frames, image_size=image_size), None
+    else:
+        frames = load_sampled_frames(info.path, sampling, image_size=image_size)
+        spans = tuple(sampling.spans(frames.total_frames or 0, frames.fps or float("nan")))
+        if sampling.span is None and len(spans) == 1:
+            spans = None  # one segment of the whole video is the official clip: same frames, official audio
     if audio is None or not info.has_audio:
-        return DecodedUpload(info, frames, None)
+        return DecodedUpload(info, frames, None, segment_spans=spans, subtitles=subtitles)
     stage("Reading the audio track")
     try:
-        return DecodedUpload(info, frames, load_audio_clips(info.path, audio))
+        clips = load_audio_clips(info.path, audio) if spans is None else _clips_in(info.path, audio, spans)
+        return DecodedUpload(info, frames, clips, segment_spans=spans, subtitles=subtitles)
     except MediaError as err:
         log.info("audio not used for %s: %s", info.path, err)
-        return DecodedUpload(info, frames, None, audio_error=str(err))
+        return DecodedUpload(info, frames, None, audio_error=str(err), segment_spans=spans, subtitles=subtitles)
+
+
+def _clips_in(path: str, audio: AudioEncoderConfig, spans: tuple[tuple[float, float], ...]) -> AudioClips:
+    """Every segment's official clips, one after the other."""
+    per_segment = load_audio_clips_in_spans(path, audio, list(spans))
+    return AudioClips(fbank=torch.cat([clips.fbank for clips in per_segment]),  # (K * clips, 1, mel, L)
+                      clip_spans=[span for clips in per_segment for span in clips.clip_spans],
+                      duration=spans[-1][1] - spans[0][0])

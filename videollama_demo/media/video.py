@@ -14,7 +14,7 @@ from __future__ import annotations
 import bisect
 import logging
 import math
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +46,67 @@ class SampledFrames:
     times: list[float]  # seconds, rounded to 0.1 as in the official message
     message: str  # the official "The video contains ..." text; "" for an image
     fps: float | None
+    total_frames: int | None = None  # frames in the whole video, as decord counts them
+
+
+# Frame positions to read, given the video's frame count and fps (NaN when the file has none).
+IndexPicker = Callable[[int, float], list[int]]
+
+
+@dataclass(frozen=True)
+class FrameSampling:
+    """Which frames to read beyond the official default (which this class's defaults are).
+
+    The span (the whole video, or `span` seconds) is cut into `segments` equal runs of frames,
+    and each run is sampled exactly as the official code samples a whole clip of that many frames:
+    `uniform_indices(run length, frames_per_segment)`, offset to the run's first frame.
+    """
+
+    frames_per_segment: int = 8
+    segments: int = 1
+    span: tuple[float, float] | None = None  # seconds [start, end], both inclusive
+    # "auto": one segment per `segment_seconds` of the span, at most `segments` (chosen in the worker,
+    # which is the first to know the frame count).
+    segment_seconds: float | None = None
+
+    def frame_ranges(self, num_total: int, fps: float) -> list[tuple[int, int]]:
+        """[first, stop) frame positions of each segment (fewer segments than asked if frames run out)."""
+        first, stop = 0, num_total
+        if self.span is not None:
+            if not (math.isfinite(fps) and fps > 0):
+                raise MediaError("This video has no usable frame rate, so a time range cannot be found in it.")
+            start, end = self.span
+            first = max(0, math.ceil(start * fps - 1e-6))
+            stop = min(num_total, math.floor(end * fps + 1e-6) + 1)
+            if stop <= first:
+                raise MediaError(f"No frame lies between {start:g} s and {end:g} s: "
+                                 f"the video is {num_total / fps:.1f} s long.")
+        length = stop - first
+        wanted = self.segments
+        if self.segment_seconds is not None and math.isfinite(fps) and fps > 0:
+            wanted = auto_segment_count(length / fps, self.segment_seconds, self.segments)
+        # Every segment gets a full official clip; a span shorter than one clip is one shorter clip.
+        count = max(1, min(wanted, length // self.frames_per_segment))
+        return [(first + length * k // count, first + length * (k + 1) // count) for k in range(count)]
+
+    def indices(self, num_total: int, fps: float) -> list[int]:
+        return [first + i for first, stop in self.frame_ranges(num_total, fps)
+                for i in uniform_indices(stop - first, self.frames_per_segment)]
+
+    def spans(self, num_total: int, fps: float) -> list[tuple[float, float]]:
+        """Seconds [start, end) of each segment."""
+        if not (math.isfinite(fps) and fps > 0):
+            raise MediaError("This video has no usable frame rate, so it cannot be cut into timed parts.")
+        spans = [(first / fps, stop / fps) for first, stop in self.frame_ranges(num_total, fps)]
+        if self.span is not None:  # the asked span's own ends, not those of its first and last frames
+            spans[0] = (self.span[0], spans[0][1])
+            spans[-1] = (spans[-1][0], min(self.span[1], num_total / fps))
+        return spans
+
+
+def auto_segment_count(seconds: float, segment_seconds: float, max_segments: int) -> int:
+    """Long-video mode's choice: one segment per `segment_seconds` of video, 1 to `max_segments`."""
+    return max(1, min(max_segments, math.ceil(seconds / segment_seconds - 1e-9)))
 
 
 def uniform_indices(num_total: int, num_frames: int) -> list[int]:
@@ -82,9 +143,16 @@ def load_video_frames(path: str | Path, num_frames: int = 8, image_size: int = 2
     """Sample `num_frames` frames (fewer if the video is shorter) exactly as the official demo does."""
     if not 1 <= num_frames <= MAX_FRAMES:
         raise MediaError(f"The number of frames must be between 1 and {MAX_FRAMES}, not {num_frames}.")
+    return load_sampled_frames(path, FrameSampling(frames_per_segment=num_frames), image_size)
+
+
+def load_sampled_frames(path: str | Path, sampling: FrameSampling, image_size: int = 224) -> SampledFrames:
+    """The frames `sampling` picks (the official ones for `FrameSampling(n)`), read like decord reads them."""
+    if not 1 <= sampling.frames_per_segment <= MAX_FRAMES:
+        raise MediaError(f"The number of frames must be between 1 and {MAX_FRAMES}, not {sampling.frames_per_segment}.")
     file = require_file(path)
-    sampled = _sample_by_seeking(file, num_frames, image_size)
-    return sampled if sampled is not None else _sample_with_decord(file, num_frames, image_size)
+    sampled = _sample_by_seeking(file, sampling.indices, image_size)
+    return sampled if sampled is not None else _sample_with_decord(file, sampling.indices, image_size)
 
 
 def indexed_frame_count(path: str | Path) -> tuple[int, float] | None:
@@ -100,26 +168,26 @@ def indexed_frame_count(path: str | Path) -> tuple[int, float] | None:
     return (index.num_frames, index.fps) if index is not None else None
 
 
-def _sample_with_decord(file: Path, num_frames: int, image_size: int) -> SampledFrames:
+def _sample_with_decord(file: Path, pick: IndexPicker, image_size: int) -> SampledFrames:
     reader = _open_reader(file, image_size)
-    indices = uniform_indices(len(reader), num_frames)
+    indices = pick(len(reader), float(reader.get_avg_fps()))
     try:
         frames = reader.get_batch(indices).asnumpy()  # (T, S, S, 3) uint8; resized by decord's scaler
     except (decord.DECORDError, RuntimeError) as err:
         raise MediaError(f"Frames of the video '{file.name}' could not be decoded: the file may be damaged.") from err
     times, fps = _times_of(reader, indices, float(reader.get_avg_fps()))
     return SampledFrames(pixels=clip_normalise(frames), thumbnails=frames, indices=indices, times=times,
-                         message=frame_message(times), fps=fps)
+                         message=frame_message(times), fps=fps, total_frames=len(reader))
 
 
-def _sample_by_seeking(file: Path, num_frames: int, image_size: int) -> SampledFrames | None:
+def _sample_by_seeking(file: Path, pick: IndexPicker, image_size: int) -> SampledFrames | None:
     """decord's frames for a long MP4/MOV without its packet scan; None when decord must do it."""
     try:
         with av.open(str(file)) as container:
             index = _FrameIndex.of(container)
             if index is None:
                 return None
-            indices = uniform_indices(index.num_frames, num_frames)
+            indices = pick(index.num_frames, index.fps)
             frames = _SeekingReader(container, index, image_size).frames_at(indices)  # (T, S, S, 3)
     except (_NotSeekable, av.FFmpegError, OSError, ValueError) as why:
         log.info("%s: frames come from decord instead of seeking (%s)", file.name, why)
@@ -127,7 +195,7 @@ def _sample_by_seeking(file: Path, num_frames: int, image_size: int) -> SampledF
     log.debug("%s: %d frames sampled by seeking", file.name, len(indices))
     times = frame_times(indices, index.fps)
     return SampledFrames(pixels=clip_normalise(frames), thumbnails=frames, indices=indices, times=times,
-                         message=frame_message(times), fps=index.fps)
+                         message=frame_message(times), fps=index.fps, total_frames=index.num_frames)
 
 
 def _open_reader(path: Path, image_size: int) -> decord.VideoReader:
