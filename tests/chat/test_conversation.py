@@ -140,6 +140,24 @@ def test_cancel_from_another_caller_ends_the_answer(tiny_llm) -> None:
     assert len(rest) <= 2 and session.turns[-1].stopped
 
 
+def test_stop_before_the_first_word_leaves_the_question_unanswered(tiny_llm) -> None:
+    session = new_session(tiny_llm)
+    session.add_media(fake_encoding())
+    reply = session.ask("Describe it.", temperature=0, max_new_tokens=40)
+    session.cancel()  # Stop pressed while the answer waits to start
+    assert list(reply) == [] and reply.stopped and reply.prefilled == 0  # the model was not even run
+    assert [(t.question, t.answer, t.stopped) for t in session.turns] == [("Describe it.", "", True)]
+    assert "".join(session.ask("Go on.", **GREEDY)).strip()  # the stop does not leak into the next answer
+
+
+def test_a_new_conversation_before_the_first_word_drops_the_question(tiny_llm) -> None:
+    session = new_session(tiny_llm)
+    session.add_media(fake_encoding())
+    reply = session.ask("Describe it.", temperature=0, max_new_tokens=40)
+    session.add_media(fake_encoding())  # a new file arrives before the answer starts
+    assert list(reply) == [] and reply.stopped and session.turns == []
+
+
 def test_undo_retry_and_reset(tiny_llm) -> None:
     session = new_session(tiny_llm)
     session.add_media(fake_encoding())

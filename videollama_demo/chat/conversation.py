@@ -20,7 +20,18 @@ from ..model.llm import LoadedLLM
 from .detokenize import StreamDecoder
 from .generate import SamplingSettings, generate_tokens, prefill
 from .kv_cache import KVCachePool, KVCacheState, PositionKey
-from .templates import Media, PromptState, media_prompt, style_for
+from .templates import (
+    Media,
+    MediaPrompt,
+    Part,
+    PromptState,
+    media_prompt,
+    segments_prompt,
+    style_for,
+    time_range_parts,
+    with_subtitles,
+)
+from .timecodes import find_time_range, format_time
 
 Encoder = Callable[..., MediaEncoding]
 _media_ids = itertools.count()
@@ -35,6 +46,22 @@ class Turn:
     question: str
     answer: str | None = None  # None while it is being answered
     stopped: bool = False  # the user pressed Stop: `answer` is the partial text
+    time_range: tuple[float, float] | None = None  # seconds the question was answered from
+    clip: MediaEncoding | None = None  # the clip sampled inside `time_range`, shown with the question
+    clip_id: int = -1
+
+
+def encoding_prompt(encoding: MediaEncoding) -> MediaPrompt:
+    """The prompt start for an encoding: the official one, plus its subtitles when it has them;
+    in long-video mode one timed block per segment."""
+    lines = encoding.transcript.lines if encoding.transcript is not None else ()
+    if encoding.is_segmented:
+        said = dict(lines)
+        spans = list(encoding.segment_spans)
+        duration = encoding.info.duration or spans[-1][1]
+        return segments_prompt(duration, spans, len(encoding.frame_times) // len(spans), encoding.uses_audio,
+                               [said.get(start, "") for start, _ in spans])
+    return with_subtitles(media_prompt(encoding.kind, encoding.uses_audio, encoding.message), lines)
 
 
 class Reply:
@@ -68,6 +95,10 @@ class ChatSession:
         self._kv = KVCacheState(llm.model.config)
         self._lock = threading.Lock()
         self._cancel = threading.Event()
+        # An answer starts streaming only when its first word is asked for. These counters tell it
+        # whether, meanwhile, the conversation changed (new media, reset, undo) or Stop was pressed.
+        self._version = 0
+        self._stop_requests = 0
         self.media: MediaEncoding | None = None
         self._media_id = -1
         self._system = ""
@@ -88,8 +119,7 @@ class ChatSession:
     def _start_conversation(self, encoding: MediaEncoding) -> None:
         self.media = encoding
         self._media_id = next(_media_ids)
-        self._system, self._media_message = media_prompt(
-            encoding.kind, encoding.uses_audio, encoding.message)
+        self._system, self._media_message = encoding_prompt(encoding)
         self._clear_turns()
 
     def reset(self) -> None:
@@ -104,16 +134,26 @@ class ChatSession:
         self._kv.drop()
 
     # -- turns ---------------------------------------------------------------------------
-    def ask(self, question: str, **sampling: float | int | None) -> Reply:
-        """Start answering `question`; iterate the returned Reply for the streamed text."""
+    def ask(self, question: str, time_range: tuple[float, float] | None = None, detect_time_range: bool = False,
+            **sampling: float | int | None) -> Reply:
+        """Start answering `question`; iterate the returned Reply for the streamed text.
+
+        `time_range` (start, end) seconds answers from frames sampled inside that span (an official
+        clip, with its audio when the medium uses audio), shown with this question. Without it, a span
+        written in the question ("between 2:10 and 3:00") is used when `detect_time_range` is on (off by
+        default: the official prompt never changes unless asked). Raises MediaError if the clip cannot be read."""
         settings = SamplingSettings(**{k: v for k, v in sampling.items() if v is not None})
         question = question.strip()
         if self.media is None:
             raise ChatError("Upload a video or an image first, then ask about it.")
         if not question:
             raise ChatError("Type a question first.")
+        turn = Turn(question)
+        span = self._time_range(question, time_range, detect_time_range)
+        if span is not None:
+            turn.time_range, turn.clip, turn.clip_id = span, self._range_clip(span), next(_media_ids)
         reply = Reply()
-        reply._deltas = self._answer(question, settings, reply)
+        reply._deltas = self._answer(turn, settings, reply, self._version, self._stop_requests)
         return reply
 
     def undo(self) -> Turn | None:
@@ -126,7 +166,7 @@ class ChatSession:
         last = self.undo()
         if last is None:
             raise ChatError("There is no question to answer again yet.")
-        return self.ask(last.question, **sampling)
+        return self.ask(last.question, time_range=last.time_range, detect_time_range=False, **sampling)
 
     def prompt_text(self, next_question: str | None = None) -> str:
         """The prompt string the model sees (with default settings: the official one).
@@ -142,26 +182,91 @@ class ChatSession:
         return self._embed(keys, blocks)
 
     def cancel(self) -> None:
-        """Ask a running answer to end at its next token (Stop from another thread)."""
+        """Ask a running answer to end at its next token (Stop from another thread); an answer
+        asked for but not started yet ends before its first word."""
+        self._stop_requests += 1
         self._cancel.set()
 
     # -- internals -----------------------------------------------------------------------
     def _prompt_state(self, next_question: str | None = None) -> PromptState:
-        turns = tuple((t.question, t.answer) for t in self.turns[self.first_visible_turn:])
+        visible = self.turns[self.first_visible_turn:]
+        turns = tuple((t.question, t.answer) for t in visible)
         if next_question is not None:
             turns += ((next_question.strip(), None),)
-        return PromptState(self._system, self._media_message, turns)
+        if not any(t.clip is not None for t in visible):
+            return PromptState(self._system, self._media_message, turns)  # the official state
+        return PromptState(self._system, self._media_message, turns, self._turn_media(visible))
 
-    def _answer(self, question: str, settings: SamplingSettings, reply: Reply) -> Iterator[str]:
+    def _turn_media(self, visible: list[Turn]) -> tuple[tuple[Part, ...], ...]:
+        """Each visible turn's clip as parts, its blocks numbered after the medium's and earlier clips'."""
+        assert self.media is not None
+        first_block = len(self.media.blocks())
+        result = []
+        for turn in visible:
+            if turn.clip is None or turn.time_range is None:
+                result.append(())
+                continue
+            lines = turn.clip.transcript.lines if turn.clip.transcript is not None else ()
+            result.append(time_range_parts(*turn.time_range, turn.clip.uses_audio, first_block,
+                                           turn.clip.message, lines))
+            first_block += len(turn.clip.blocks())
+        return tuple(result)
+
+    def _visible_blocks(self) -> list[tuple[int, int, torch.Tensor]]:
+        """(owner id, block number within its owner, block) in prompt numbering. The owner id (the
+        medium's or a turn clip's) keeps a block's cache keys the same when older turns are dropped."""
+        assert self.media is not None
+        blocks = [(self._media_id, index, block) for index, block in enumerate(self.media.blocks())]
+        for turn in self.turns[self.first_visible_turn:]:
+            if turn.clip is not None:
+                blocks += [(turn.clip_id, index, block) for index, block in enumerate(turn.clip.blocks())]
+        return blocks
+
+    def _time_range(self, question: str, given: tuple[float, float] | None, detect: bool) -> tuple[float, float] | None:
+        """The span to answer from: the given one (checked), else one found in the question that
+        lies in the video, else None."""
+        assert self.media is not None
+        duration = self.media.info.duration
+        if given is None:
+            found = find_time_range(question) if detect and self._encode is not None else None
+            if found is None or self.media.kind != "video" or (duration is not None and found[0] >= duration):
+                return None
+            given = found
+        start, end = float(given[0]), float(given[1])
+        if self.media.kind != "video":
+            raise ChatError("A time range needs a video, and this is an image.")
+        if not 0 <= start < end:
+            raise ChatError(f"A time range needs a start before its end (got {start:g} to {end:g} s).")
+        if duration is not None and start >= duration:
+            raise ChatError(f"The range starts after the video ends (it is {format_time(duration)} long).")
+        return start, min(end, duration) if duration is not None else end
+
+    def _range_clip(self, span: tuple[float, float]) -> MediaEncoding:
+        """An official clip sampled inside `span`, with the medium's settings (frames, audio, subtitles)."""
+        assert self.media is not None
+        frames = len(self.media.frame_times) // max(len(self.media.segment_spans), 1)
+        subtitles = list(self.media.subtitles) if self.media.transcript is not None else None
+        return self._encode(self.media.info.path, use_audio=self.media.uses_audio, num_frames=frames,
+                            time_range=span, subtitles=subtitles)
+
+    def _answer(self, turn: Turn, settings: SamplingSettings, reply: Reply, version: int,
+                stop_requests: int) -> Iterator[str]:
         if not self._lock.acquire(blocking=False):
             raise ChatError("An answer is still being written: wait for it or press Stop.")
+        if version != self._version:  # New chat, a new file or Undo came before the first word
+            reply.stopped = True
+            self._lock.release()
+            return
         self._cancel.clear()
-        turn = Turn(question)
+        if stop_requests != self._stop_requests:
+            self._cancel.set()  # Stop came before the first word: the question stays, unanswered
         self.turns.append(turn)
         self._pool.checkout(id(self), self._kv)
         decoder = StreamDecoder(self._llm.tokenizer.decode, self._style.stop_strings)
         generated: list[int] = []
         try:
+            if self._cancel.is_set():
+                return
             tokens = self._start_generation(settings, reply)
             for token in tokens:
                 generated.append(token)
@@ -204,21 +309,21 @@ class ChatSession:
         self._pool.release(id(self))
         self._lock.release()
 
-    def _prompt_keys(self, state: PromptState) -> tuple[list[PositionKey], list[torch.Tensor]]:
+    def _prompt_keys(self, state: PromptState) -> tuple[list[PositionKey], dict[tuple[int, int], torch.Tensor]]:
         """Keys of every position of the prompt for `state`, and the media blocks they refer to."""
-        assert self.media is not None
-        blocks = self.media.blocks()
+        numbered = self._visible_blocks()
         items = self._llm.tokenizer.encode_parts(self._style.render(state))
         keys: list[PositionKey] = []
         for item in items:
             if isinstance(item, Media):
-                rows = blocks[item.index].shape[1]
-                keys.extend((self._media_id, item.index, row) for row in range(rows))
+                owner, index, block = numbered[item.index]
+                keys.extend((owner, index, row) for row in range(block.shape[1]))
             else:
                 keys.append(item)
-        return keys, blocks
+        return keys, {(owner, index): block for owner, index, block in numbered}
 
-    def _fit_context(self, settings: SamplingSettings, reply: Reply) -> tuple[list[PositionKey], list[torch.Tensor]]:
+    def _fit_context(self, settings: SamplingSettings,
+                     reply: Reply) -> tuple[list[PositionKey], dict[tuple[int, int], torch.Tensor]]:
         """Drop the oldest turns until prompt + new tokens fit (never the system text or media)."""
         limit = self._llm.context_length
         dropped = 0
@@ -227,6 +332,7 @@ class ChatSession:
             if len(keys) + settings.max_new_tokens <= limit:
                 break
             if self.first_visible_turn >= len(self.turns) - 1:
+                self.first_visible_turn -= dropped  # a refused question leaves the conversation as it was
                 raise ChatError(
                     f"This question is too long for the model: the prompt needs {len(keys)} positions "
                     f"plus {settings.max_new_tokens} for the answer, and the context holds {limit}. "
@@ -239,7 +345,7 @@ class ChatSession:
                 f"the {dropped} oldest turn(s) were left out of what the model sees.")
         return keys, blocks
 
-    def _embed(self, keys: list[PositionKey], blocks: list[torch.Tensor]) -> torch.Tensor:
+    def _embed(self, keys: list[PositionKey], blocks: dict[tuple[int, int], torch.Tensor]) -> torch.Tensor:
         """Embeddings for `keys` in order: runs of token embeddings and media rows, spliced."""
         device, dtype = self._llm.device, self._llm.model.get_input_embeddings().weight.dtype
         pieces: list[torch.Tensor] = []
@@ -248,7 +354,7 @@ class ChatSession:
             if is_text:
                 pieces.append(self._llm.embed_tokens(run))  # (1, n, H)
                 continue
-            for block, rows in itertools.groupby(run, key=lambda key: key[1]):
+            for block, rows in itertools.groupby(run, key=lambda key: key[:2]):
                 rows = [row for _, _, row in rows]
                 pieces.append(blocks[block][:, rows[0]:rows[-1] + 1])  # (1, n, H), rows are consecutive
         return torch.cat([p.to(device=device, dtype=dtype) for p in pieces], dim=1)
@@ -259,6 +365,7 @@ class ChatSession:
         self._cancel.set()
         if not self._lock.acquire(timeout=60):
             raise ChatError("The previous answer did not stop in time; try again.")
+        self._version += 1
         try:
             yield
         finally:
