@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import logging
 import shutil
 import threading
@@ -284,3 +285,17 @@ def test_warm_cache_encodes_in_the_background_and_skips_bad_files(tiny: Pipeline
     assert not worker.is_alive() and worker.daemon
     assert "could not pre-encode" in caplog.text and "broken.mp4" in caplog.text
     assert cached.encode(shared_media["mute"]).from_cache and cached.encode(shared_media["image"]).from_cache
+
+
+def test_a_file_changed_in_place_is_hashed_again(shared_media: dict[str, Path], tmp_path: Path) -> None:
+    """Digests are remembered per file version (inode, size, mtime): a rewrite is a new version."""
+    path = tmp_path / "rewritten.mp4"
+    data = bytearray(shared_media["video"].read_bytes())
+    path.write_bytes(data)
+    before = file_sha256(path)
+    assert file_sha256(path) == before  # the remembered digest
+    data[-1] ^= 0xFF
+    path.write_bytes(data)  # same size, same inode
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # a later write, as a clock tick shows it
+    assert file_sha256(path) == hashlib.sha256(bytes(data)).hexdigest() != before

@@ -41,10 +41,30 @@ _SUFFIX = ".safetensors"
 _METADATA_KEY = "videollama_encoding"
 
 
+# Digests of files already read, by what identifies one version of a file on disk. An example
+# clicked again, or a file read again because Audio or Frames changed, is then not hashed again
+# (an hour-long upload is about 1 GB: a second of hashing). Any write changes size or mtime_ns.
+_DIGESTS: OrderedDict[tuple[int, int, int, int], str] = OrderedDict()
+_DIGESTS_KEPT = 1024
+_DIGESTS_LOCK = threading.Lock()
+
+
 def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of the file's bytes, read in chunks (about 1.5 GB/s with SHA extensions)."""
+    """Hex SHA-256 of the file's bytes, read in chunks (about 1.5 GB/s with SHA extensions);
+    remembered for the same unchanged file (same device, inode, size and modification time)."""
     with open(path, "rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()
+        stat = os.fstat(file.fileno())
+        version = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        with _DIGESTS_LOCK:
+            if version in _DIGESTS:
+                _DIGESTS.move_to_end(version)
+                return _DIGESTS[version]
+        digest = hashlib.file_digest(file, "sha256").hexdigest()
+    with _DIGESTS_LOCK:
+        _DIGESTS[version] = digest
+        while len(_DIGESTS) > _DIGESTS_KEPT:
+            _DIGESTS.popitem(last=False)
+    return digest
 
 
 def tensors_sha256(tensors: Iterable[torch.Tensor]) -> str:
