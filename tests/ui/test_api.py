@@ -20,7 +20,7 @@ from gradio_client.exceptions import AppError
 from tests.ui.conftest import GREEDY, LiveApp, engine_answers, message_text, transcript
 from videollama_demo.ui.actions import PageActions
 
-UPLOAD_OUTPUTS = ("chat", "video", "image", "frames", "seen", "status", "drop_zone")
+UPLOAD_OUTPUTS = ("chat", "video", "image", "frames", "seen", "status", "transcript", "drop_zone")
 
 
 def upload(client: Client, path: Path, **settings) -> dict:
@@ -217,7 +217,7 @@ def call_raw(url: str, api_name: str, data: list) -> list[tuple[str, str]]:
 def test_a_server_path_instead_of_an_upload_is_refused(live_app: LiveApp, server_path: str) -> None:
     """A client may send any JSON where a browser sends an upload: no file of the server is read."""
     forged = {"path": server_path, "meta": {"_type": "gradio.FileData"}, "orig_name": "clip.mp4"}
-    answer = call_raw(live_app.url, "upload", [forged, True, 8])
+    answer = call_raw(live_app.url, "upload", [forged, True, 8, False, 0, False, None])
     assert ("event", "error") in answer and ("event", "complete") not in answer
     assert not any("root:" in text or "import" in text for _, text in answer)
 

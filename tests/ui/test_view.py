@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -63,6 +65,52 @@ def test_a_turn_being_answered_shows_the_live_text_or_only_the_question() -> Non
 
 def test_an_answer_stopped_before_any_word_says_so() -> None:
     assert view.answer_message("", stopped=True) == {"role": "assistant", "content": "*(stopped)*"}
+
+
+# -- time citations -----------------------------------------------------------------------------
+
+def _links(shown: str) -> list[tuple[str, str]]:
+    """(href, text) of each time link in a rendered answer."""
+    return re.findall(r'<a class="timecode" href="([^"]*)" title="[^"]*">([^<]*)</a>', shown)
+
+
+def test_a_time_in_an_answer_becomes_a_link_to_that_moment_and_the_nearest_frame() -> None:
+    shown = view.answer_message("The video ends at 0:02.", media=_encoding(times=[0.0, 1.5, 3.0]))["content"]
+    assert shown == ('The video ends at <a class="timecode" href="#t=2.00&amp;frame=1" '
+                     'title="Play from 2.0 s; the model saw the frame at 1.5 s">0:02</a>.')
+
+
+@pytest.mark.parametrize("answer, links", [
+    ("[00:03] a dog runs, at 1 s it sits", [("#t=3.00&amp;frame=2", "[00:03]"), ("#t=1.00&amp;frame=1", "1 s")]),
+    ("around 4.5 seconds", [("#t=4.50&amp;frame=2", "4.5 seconds")]),
+    ("at 6.3 seconds, the very end", [("#t=6.00&amp;frame=2", "6.3 seconds")]),  # clamped to the 6 s clip
+    ("at 10:30 and after 7 s", []),  # past the end of the clip: a clock time, not a moment of it
+    ("`at 0:02` in code", []),
+    ("no time here, 12 dogs", []),
+])
+def test_only_times_inside_the_video_become_links(answer: str, links: list[tuple[str, str]]) -> None:
+    assert _links(view.answer_message(answer, media=_encoding(times=[0.0, 1.5, 3.0]))["content"]) == links
+
+
+def test_text_around_the_links_is_escaped_and_a_stopped_answer_keeps_them() -> None:
+    shown = view.answer_message("<b> at 0:01 `<x>`", stopped=True, media=_encoding())["content"]
+    assert shown.startswith("&lt;b> at <a ") and shown.endswith("</a> `<x>`\n\n*(stopped)*")
+
+
+def test_answers_about_an_image_or_no_file_have_no_links() -> None:
+    for media in (_encoding(kind="image", audio=False), None):
+        assert view.answer_message("at 0:01", media=media) == {"role": "assistant", "content": "at 0:01"}
+
+
+def test_the_live_answer_and_finished_answers_get_links_but_questions_do_not() -> None:
+    turns = [Turn("What at 0:01?", "At 0:01 a dog."), Turn("And 2 s?")]
+    shown = view.chat_messages(turns, live_text="At 2 s", media=_encoding())
+    assert [len(_links(message["content"])) for message in shown] == [0, 1, 0, 1]
+
+
+@pytest.mark.parametrize("seconds, index", [(0.0, 0), (0.7, 0), (0.8, 1), (2.2, 1), (2.3, 2), (99.0, 2)])
+def test_nearest_frame(seconds: float, index: int) -> None:
+    assert view.nearest_frame([0.0, 1.5, 3.0], seconds) == index
 
 
 # -- what the model saw -------------------------------------------------------------------------

@@ -20,12 +20,14 @@ from typing import Any
 
 import gradio as gr
 
-from .. import ChatError, ChatSession, MediaEncoding, MediaError, Pipeline, Reply
+from .. import ChatError, ChatSession, Cue, MediaEncoding, MediaError, Pipeline, Reply, SegmentBudget, parse_transcript
+from ..chat.timecodes import parse_time
 from . import view
 
 log = logging.getLogger(__name__)
 
 NOT_UPLOADED = "That file did not come from an upload on this page. Please drop the file here again."
+LONG_VIDEO_HINT_SECONDS = 60.0  # from this length the page shows what long-video mode would read
 UPLOAD_FIRST = "Upload a video or an image first (drop it on the left, or click an example), then ask about it."
 # How long a new question, Stop or Undo waits for this tab's previous answer to end (it ends at
 # its next token once stopped, so this is only reached if the model itself hangs).
@@ -69,10 +71,33 @@ class MediaView:
     frames: list
     seen: str
     status: str
+    transcript: str
     drop_zone: None = None
 
     def as_outputs(self) -> tuple:
         return tuple(getattr(self, f.name) for f in dataclasses.fields(self))
+
+
+@dataclass(frozen=True)
+class Reading:
+    """How a file is read: the official clip by default, or the options beyond it."""
+
+    use_audio: bool
+    num_frames: int
+    long_video: bool = False
+    segments: int = 0  # with long_video: 0 = as many as fit
+    subtitles: bool = False
+    subtitle_file: str | None = None  # an uploaded .srt/.vtt; without it, the video's own stream
+
+    def encode_options(self, cues: list[Cue] | None = None) -> dict[str, Any]:
+        options: dict[str, Any] = {"use_audio": bool(self.use_audio), "num_frames": int(self.num_frames)}
+        if self.long_video:
+            options["segments"] = int(self.segments) if self.segments else "auto"
+        if cues is not None:
+            options["subtitles"] = cues
+        elif self.subtitles:
+            options["subtitles"] = self.subtitle_file or True
+        return options
 
 
 @dataclass(frozen=True)
@@ -96,15 +121,17 @@ class PageActions:
         self._pages: weakref.WeakValueDictionary[str, PageSession] = weakref.WeakValueDictionary()
 
     # -- media ------------------------------------------------------------------------------
-    def upload(self, path: str | None, use_audio: bool, num_frames: int, page: PageSession | None,
+    def upload(self, path: str | None, use_audio: bool, num_frames: int, long_video: bool, segments: int,
+               subtitles: bool, subtitle_file: str | None, page: PageSession | None,
                request: gr.Request, progress: gr.Progress = gr.Progress()) -> tuple:
         """Encode a new file and start a new conversation about it."""
         if not path:
             raise gr.Error("Drop a video or an image file first.")
         path = self.uploaded_file(path)
+        reading = self._reading(use_audio, num_frames, long_video, segments, subtitles, subtitle_file)
         page = page or self._new_page(request)
         restarted = bool(page.chat.turns)
-        shown = self._start_conversation(page, path, use_audio, num_frames, progress)
+        shown = self._start_conversation(page, path, reading, progress)
         if restarted:
             gr.Info(f"New file: a new conversation about {page.file_name} starts.")
         return shown
@@ -123,35 +150,71 @@ class PageActions:
             raise gr.Error(NOT_UPLOADED)
         return str(real)
 
-    def settings_changed(self, use_audio: bool, num_frames: int, page: PageSession | None,
+    def settings_changed(self, use_audio: bool, num_frames: int, long_video: bool, segments: int,
+                         subtitles: bool, subtitle_file: str | None, page: PageSession | None,
                          progress: gr.Progress = gr.Progress()) -> tuple:
-        """Audio or Frames changed: read the current video again (an image has one frame, no sound)."""
+        """A reading setting changed (audio, frames, long video, subtitles): read the current video
+        again (an image has one frame, no sound, no subtitles)."""
         if page is None or page.source is None or page.chat.media is None or page.chat.media.kind == "image":
             return tuple(gr.skip() for _ in dataclasses.fields(MediaView))
-        shown = self._start_conversation(page, page.source, use_audio, num_frames, progress)
+        reading = self._reading(use_audio, num_frames, long_video, segments, subtitles, subtitle_file)
+        shown = self._start_conversation(page, page.source, reading, progress)
         gr.Info(f"New settings: {page.file_name} was read again and the conversation starts over.")
         return shown
 
-    def _start_conversation(self, page: PageSession, path: str, use_audio: bool, num_frames: int,
-                            progress: gr.Progress) -> tuple:
+    def apply_transcript(self, text: str, use_audio: bool, num_frames: int, long_video: bool, segments: int,
+                         page: PageSession | None, progress: gr.Progress = gr.Progress()) -> tuple:
+        """The user edited (or wrote) the transcript: the model gets these cues from now on."""
+        if page is None or page.source is None or page.chat.media is None or page.chat.media.kind == "image":
+            raise gr.Error("Drop a video first: a transcript goes with a video.")
+        with user_errors("reading the transcript"):
+            cues = parse_transcript(text or "")
+        if not cues:
+            raise gr.Error("The transcript has no lines like '00:00:01.000 --> 00:00:03.000 what is said'.")
+        reading = self._reading(use_audio, num_frames, long_video, segments, True, None)
+        shown = self._start_conversation(page, page.source, reading, progress, cues)
+        gr.Info("The edited transcript is used from now on; the conversation starts over.")
+        return shown
+
+    def _reading(self, use_audio: bool, num_frames: int, long_video: bool, segments: int, subtitles: bool,
+                 subtitle_file: str | None) -> Reading:
+        checked = self.uploaded_file(subtitle_file) if subtitles and subtitle_file else None
+        return Reading(bool(use_audio), int(num_frames), bool(long_video), int(segments or 0), bool(subtitles),
+                       checked)
+
+    def _start_conversation(self, page: PageSession, path: str, reading: Reading, progress: gr.Progress,
+                            cues: list[Cue] | None = None) -> tuple:
         name = Path(path).name
         with user_errors(f"reading {name}"):
-            encoding = self.pipeline.encode(path, use_audio=bool(use_audio), num_frames=int(num_frames),
-                                            on_stage=_progress_stages(progress))
+            encoding = self.pipeline.encode(path, on_stage=_progress_stages(progress),
+                                            **reading.encode_options(cues))
             progress((1, 1), desc="Starting the conversation")
             page.chat.add_media(encoding)  # stops an answer still running in this tab
         page.source, page.file_name = path, name
-        return self._media_view(page, encoding).as_outputs()
+        return self._media_view(page, encoding, self._plan(encoding, reading)).as_outputs()
 
-    def _media_view(self, page: PageSession, encoding: MediaEncoding) -> MediaView:
+    def _plan(self, encoding: MediaEncoding, reading: Reading) -> SegmentBudget | None:
+        """What long-video mode would do with this video, shown before the user turns it on."""
+        duration = encoding.info.duration
+        if encoding.kind != "video" or reading.long_video or duration is None or duration < LONG_VIDEO_HINT_SECONDS:
+            return None
+        try:
+            return self.pipeline.plan_long_video(duration, use_audio=reading.use_audio,
+                                                 subtitles=reading.subtitles, num_frames=reading.num_frames)
+        except (ValueError, MediaError) as err:
+            log.info("no long-video plan for %s: %s", encoding.info.path, err)
+            return None
+
+    def _media_view(self, page: PageSession, encoding: MediaEncoding, plan: SegmentBudget | None = None) -> MediaView:
         is_video = encoding.kind == "video"
         return MediaView(
             page=page, chat=[],
             player=gr.Video(value=page.source if is_video else None, visible=is_video),
             picture=gr.Image(value=None if is_video else page.source, visible=not is_video),
             frames=view.frame_gallery(encoding),
-            seen=view.seen_summary(encoding, page.file_name or ""),
-            status=view.conversation_status(page.file_name, encoding.kind))
+            seen=view.seen_summary(encoding, page.file_name or "", plan),
+            status=view.conversation_status(page.file_name, encoding.kind),
+            transcript=view.transcript_text(encoding))
 
     def _new_page(self, request: gr.Request) -> PageSession:
         page = PageSession(self.pipeline.new_session())
@@ -161,12 +224,19 @@ class PageActions:
 
     # -- answers ----------------------------------------------------------------------------
     def ask(self, question: str, temperature: float, top_p: float, max_new_tokens: int,
-            repetition_penalty: float, page: PageSession | None) -> Iterator[ChatUpdate]:
-        """Stream the answer to `question`: the whole visible conversation after each new piece."""
+            repetition_penalty: float, time_from: str, time_to: str, times_in_question: bool,
+            page: PageSession | None) -> Iterator[ChatUpdate]:
+        """Stream the answer to `question`: the whole visible conversation after each new piece.
+
+        With `time_from`/`time_to` (or, when `times_in_question`, a span written in the question),
+        the answer comes from frames sampled inside that part of the video."""
         page = _require_page(page)
         sampling = Sampling(temperature, top_p, max_new_tokens, repetition_penalty).as_kwargs()
+        span = time_span(time_from, time_to)
         with _answering(page):
-            yield from self._stream(page, lambda: page.chat.ask(question or "", **sampling), question or "")
+            yield from self._stream(page, lambda: page.chat.ask(
+                question or "", time_range=span, detect_time_range=bool(times_in_question), **sampling),
+                question or "")
 
     def retry(self, temperature: float, top_p: float, max_new_tokens: int, repetition_penalty: float,
               page: PageSession | None) -> Iterator[ChatUpdate]:
@@ -180,20 +250,20 @@ class PageActions:
     def _stream(self, page: PageSession, start: Callable[[], Reply], question: str) -> Iterator[ChatUpdate]:
         with user_errors("answering"):
             reply = start()
-        yield view.chat_messages(page.chat.turns) + [view.user_message(question)]
+        yield view.chat_messages(page.chat.turns, media=page.chat.media) + [view.user_message(question)]
         text, notices_shown = "", 0
         try:
             for delta in reply:
                 text += delta
                 notices_shown = _show_new_notices(reply, notices_shown)
-                yield view.chat_messages(page.chat.turns, live_text=text)
+                yield view.chat_messages(page.chat.turns, media=page.chat.media, live_text=text)
         except Exception as err:
-            yield view.chat_messages(page.chat.turns)  # the engine took back a turn it could not answer
+            yield view.chat_messages(page.chat.turns, media=page.chat.media)  # the engine took back a turn it could not answer
             raise as_user_error(err, "answering") from err
         finally:
             reply.close()  # Stop or a closed tab: the engine ends at its next token
         _show_new_notices(reply, notices_shown)
-        yield view.chat_messages(page.chat.turns)
+        yield view.chat_messages(page.chat.turns, media=page.chat.media)
 
     def stop(self, page: PageSession | None) -> ChatUpdate:
         """Stop this tab's answer at its next token; show the conversation with the answer marked stopped."""
@@ -214,7 +284,7 @@ class PageActions:
             return [], gr.skip()
         with user_errors("undoing"):
             turn = page.chat.undo()
-        return view.chat_messages(page.chat.turns), (turn.question if turn else gr.skip())
+        return view.chat_messages(page.chat.turns, media=page.chat.media), (turn.question if turn else gr.skip())
 
     def new_chat(self, page: PageSession | None) -> ChatUpdate:
         """Forget every question and answer; keep the file (no new encoding)."""
@@ -235,6 +305,19 @@ class PageActions:
             page.close()
 
 
+def time_span(time_from: str | None, time_to: str | None) -> tuple[float, float] | None:
+    """The span typed in the From/To boxes ("2:10", "130", "2:10.5"), None when both are empty."""
+    start_text, end_text = (time_from or "").strip(), (time_to or "").strip()
+    if not start_text and not end_text:
+        return None
+    start, end = parse_time(start_text or "0"), parse_time(end_text)
+    if start is None or end is None:
+        raise gr.Error("Write the span as m:ss or seconds, e.g. From 1:05 To 1:30 (or leave both empty).")
+    if end <= start:
+        raise gr.Error(f"The span ends ({end_text}) before it starts ({start_text or '0'}).")
+    return start, end
+
+
 def hold_question(question: str) -> tuple[str, str]:
     """Empty the text box at once and keep the question for the answer that follows."""
     return "", question
@@ -248,7 +331,7 @@ def restore_question(held: str, in_box: str) -> str:
 def _settled_chat(page: PageSession) -> ChatUpdate:
     """The conversation once this tab's answer (if any) has ended."""
     with _answering(page):
-        return view.chat_messages(page.chat.turns)
+        return view.chat_messages(page.chat.turns, media=page.chat.media)
 
 
 def _require_page(page: PageSession | None) -> PageSession:

@@ -5,8 +5,10 @@ Event chains follow the ones `gr.ChatInterface` builds: the question box is empt
 limit, so encoding and answering never exceed `--concurrency` jobs on the accelerator. Stop,
 Undo, New chat and a new upload cancel a running answer; the engine ends it at its next token.
 
-API (for `gradio_client`): /upload (file, audio, frames), /ask (question + sampling, streams the
-chat), /regenerate, /stop, /undo, /reset (new conversation, same file). The rest is private.
+API (for `gradio_client`): /upload (file + how to read it: audio, frames, long video, segments,
+subtitles from the file's own stream), /ask (question + sampling + an optional time span; streams the chat),
+/apply_transcript (subtitles as text: edited cues, or a whole .srt/.vtt), /regenerate, /stop, /undo, /reset (new conversation, same
+file). The rest is private.
 """
 
 from __future__ import annotations
@@ -29,9 +31,33 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 GPU = "gpu"  # concurrency id shared by every event that runs the model
 BEAM_NOTE = ("Beam search is left out on purpose: it cannot stream, so Stop could not interrupt it "
              "(the official demo's default is 1 beam). Temperature 0 gives greedy decoding.")
-SETTINGS_NOTE = "Changing **Audio** or **Frames** reads the file again and starts a new conversation."
+SETTINGS_NOTE = ("Changing how the file is read (audio, frames, long video, subtitles) reads it again and "
+                 "starts a new conversation. Off, the options below give the official Video-LLaMA prompt.")
+NO_ASR_NOTE = ("Subtitles come from an .srt/.vtt file or the video's own subtitle stream: speech recognition "
+               "is not available offline.")
 CSS = """
+#frames-strip { border: none !important; }  /* the group around it draws the frame */
+#frames-strip .grid-wrap { padding-top: 36px; }  /* keep the floating label off the first thumbnails */
 #frames-strip .caption-label { font-variant-numeric: tabular-nums; }
+#frames-strip .thumbnail-item.cited-frame { outline: 3px solid #f59e0b; outline-offset: 2px; }
+#chatbot a.timecode { color: #b45309; font-weight: 600; font-variant-numeric: tabular-nums; cursor: pointer; }
+"""
+# One delegated listener for the time links in answers (view.timecode_link): seek the player to
+# the time and mark the sampled frame nearest it. Capture phase, so the link never navigates.
+PAGE_JS = """
+() => {
+  document.addEventListener("click", (event) => {
+    const link = event.target.closest("a.timecode");
+    if (!link) return;
+    event.preventDefault();
+    const at = new URLSearchParams(link.hash.slice(1));
+    const video = document.querySelector("#player video");
+    if (video) video.currentTime = Number(at.get("t"));
+    const frame = Number(at.get("frame"));
+    document.querySelectorAll("#frames-strip .thumbnail-item").forEach((thumb, index) =>
+      thumb.classList.toggle("cited-frame", index === frame));
+  }, true);
+}
 """
 
 
@@ -60,40 +86,48 @@ def build_demo(pipeline: Pipeline, options: UIOptions = UIOptions()) -> gr.Block
                               placeholder="Ask about the video or image (Enter sends)", elem_id="question")
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=320):
-                upload = gr.File(label="Drop a video or an image here (or click to browse)", height=130,
+                upload = gr.File(label="Drop a video or an image here (or click to browse)", height=110,
                                  elem_id="media-upload")
                 example_set = _examples(pipeline, options, upload, question)
-                player = gr.Video(label="Your video", interactive=False, visible=False, elem_id="player")
+                player = gr.Video(label="Your video", interactive=False, visible=False, height=300,
+                                  elem_id="player")
                 picture = gr.Image(label="Your image", interactive=False, visible=False, type="filepath",
-                                   elem_id="picture")
-                use_audio, num_frames = _media_settings(pipeline, facts)
+                                   height=300, elem_id="picture")
             with gr.Column(scale=3, min_width=400):
                 status = gr.Markdown(view.conversation_status(None), elem_id="status")
-                chatbot = gr.Chatbot(label="Conversation", height=440, elem_id="chatbot", buttons=["copy"],
+                chatbot = gr.Chatbot(label="Conversation", height=420, elem_id="chatbot", buttons=["copy"],
                                      placeholder="Answers appear here, token by token.")
                 with gr.Row():
                     question.render()
-                    send = gr.Button("Send", variant="primary", scale=1, min_width=80)
+                    send = gr.Button("Send", variant="primary", scale=1, min_width=80, elem_id="send")
                     stop = gr.Button("Stop", variant="stop", scale=1, min_width=80, elem_id="stop")
                 with gr.Row():
-                    regenerate = gr.Button("Regenerate", size="sm")
-                    undo = gr.Button("Undo", size="sm")
-                    new_chat = gr.Button("New chat", size="sm")
-                sampling = _answer_settings(pipeline)
+                    regenerate = gr.Button("Regenerate", size="sm", elem_id="regenerate")
+                    undo = gr.Button("Undo", size="sm", elem_id="undo")
+                    new_chat = gr.Button("New chat", size="sm", elem_id="new-chat")
+                sampling, span = _answer_settings(pipeline)
                 held_question = gr.Textbox(label="question", visible=False)
+        # What the model got from the file, beside the settings that decide it.
         with gr.Group():
             frames = gr.Gallery(label="What the model saw: the sampled frames and their times", columns=8,
-                                height=190, object_fit="contain", allow_preview=True, elem_id="frames-strip")
-            seen = gr.Markdown("", elem_id="seen-summary", padding=True)
+                                height=210, object_fit="contain", allow_preview=True, elem_id="frames-strip")
+            with gr.Row(equal_height=False, elem_id="media-details"):
+                seen = gr.Markdown("", elem_id="seen-summary", padding=True)
+                with gr.Column(min_width=320):
+                    reading = _media_settings(pipeline, facts)
+            with gr.Accordion("Subtitles: the transcript the model gets (edit it, then Apply)", open=False):
+                transcript = gr.Textbox(label="Transcript", lines=6, max_lines=20, elem_id="transcript",
+                                        placeholder="00:00:01.000 --> 00:00:03.500 What is said then")
+                apply_transcript = gr.Button("Apply the edited transcript", size="sm", elem_id="apply-transcript")
 
-        media_outputs = [page, chatbot, player, picture, frames, seen, status, upload]
+        media_outputs = [page, chatbot, player, picture, frames, seen, status, transcript, upload]
         gpu = {"concurrency_id": GPU, "concurrency_limit": options.concurrency}
         private = {"api_visibility": "private"}
 
         # Questions: empty the box at once, then stream the answer in the queue.
         held = gr.on([question.submit, send.click], hold_question, [question], [question, held_question],
                      queue=False, **private)
-        asking = held.then(actions.ask, [held_question, *sampling, page], [chatbot],
+        asking = held.then(actions.ask, [held_question, *sampling, *span, page], [chatbot],
                            api_name="ask", show_progress="full", **gpu)
         asking.failure(restore_question, [held_question, question], [question], queue=False, **private)
         retrying = gr.on([regenerate.click, chatbot.retry], actions.retry, [*sampling, page], [chatbot],
@@ -106,23 +140,41 @@ def build_demo(pipeline: Pipeline, options: UIOptions = UIOptions()) -> gr.Block
         gr.on([new_chat.click, chatbot.clear], actions.new_chat, [page], [chatbot], cancels=answers,
               queue=False, api_name="reset")
 
-        # Media: a new file, an example or new Audio/Frames settings start a new conversation.
-        media_inputs = [upload, use_audio, num_frames, page]
+        # Media: a new file, an example or new reading settings start a new conversation.
+        # The subtitle file travels as state: an empty gr.File would be a required API argument.
+        use_audio, num_frames, long_video, segments, subtitles, subtitle_file = reading
+        subtitle_path = gr.State(None)
+        media_inputs = [upload, use_audio, num_frames, long_video, segments, subtitles, subtitle_path, page]
         uploading = upload.upload(actions.upload, media_inputs, media_outputs, cancels=answers,
                                   api_name="upload", show_progress="full", **gpu)
         uploading.failure(actions.file_refused, [page], [upload, chatbot], queue=False, **private)
         if example_set is not None:
             example_set.load_input_event.then(actions.upload, media_inputs, media_outputs, cancels=answers,
                                               show_progress="full", **gpu, **private)
-        for changed in (use_audio.input, num_frames.release):
+        for changed in (use_audio.input, num_frames.release, long_video.input, segments.release, subtitles.input):
             changed(actions.settings_changed, media_inputs[1:], media_outputs, cancels=answers,
                     show_progress="full", **gpu, **private)
+        subtitle_file.upload(_keep, [subtitle_file], [subtitle_path], queue=False, **private).then(
+            actions.settings_changed, media_inputs[1:], media_outputs, cancels=answers, show_progress="full",
+            **gpu, **private)
+        subtitle_file.clear(_forget, None, [subtitle_path], queue=False, **private)
+        apply_transcript.click(actions.apply_transcript, [transcript, use_audio, num_frames, long_video, segments, page],
+                               media_outputs, cancels=answers, api_name="apply_transcript", show_progress="full",
+                               **gpu)
         demo.unload(actions.tab_closed)
     return demo
 
 
-def _media_settings(pipeline: Pipeline, facts: view.ModelFacts) -> tuple[gr.Checkbox, gr.Slider]:
-    """How the file is read. Changing these encodes the file again."""
+def _keep(path: str | None) -> str | None:
+    return path
+
+
+def _forget() -> None:
+    return None
+
+
+def _media_settings(pipeline: Pipeline, facts: view.ModelFacts) -> list[gr.components.Component]:
+    """How the file is read (audio, frames, long video, subtitles). Changing these encodes it again."""
     config = pipeline.config
     audio_info = ("Listen to the sound track when the file has one" if facts.has_audio
                   else "This model has no audio branch")
@@ -130,24 +182,42 @@ def _media_settings(pipeline: Pipeline, facts: view.ModelFacts) -> tuple[gr.Chec
     num_frames = gr.Slider(1, config.max_frame_pos, value=config.num_frames, step=1, label="Frames",
                            info="Sampled evenly over the video (official: 8)")
     gr.Markdown(SETTINGS_NOTE)
-    return use_audio, num_frames
+    with gr.Row():
+        long_video = gr.Checkbox(False, label="Long video", elem_id="long-video",
+                                 info="Read it as segments, each an official clip with its time range")
+        segments = gr.Slider(0, 32, value=0, step=1, label="Segments", elem_id="segments",
+                             info="0 = as many as the context holds (about one per 30 s)")
+    with gr.Row():
+        subtitles = gr.Checkbox(False, label="Subtitles", elem_id="use-subtitles",
+                                info="Put what is said beside each frame or segment")
+        subtitle_file = gr.File(label=".srt / .vtt (optional)", file_types=[".srt", ".vtt"], height=90,
+                                elem_id="subtitle-file")
+    gr.Markdown(NO_ASR_NOTE)
+    return [use_audio, num_frames, long_video, segments, subtitles, subtitle_file]
 
 
-def _answer_settings(pipeline: Pipeline) -> list[gr.Slider]:
-    """How answers are sampled: per request, no new encoding."""
+def _answer_settings(pipeline: Pipeline) -> tuple[list[gr.Slider], list[gr.components.Component]]:
+    """How answers are sampled, and which part of the video a question is about: per request."""
     llm = pipeline.config.llm
     with gr.Accordion("Answer settings: temperature, top-p, length", open=False):
         sliders = [
-            gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature",
+            gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature", elem_id="temperature",
                       info="0 = greedy (always the most likely word); official: 1.0"),
             gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Top-p", info="official: 0.9"),
             gr.Slider(1, max(llm.max_new_tokens, min(1024, llm.context_length // 2)), value=llm.max_new_tokens,
-                      step=1, label="Max new tokens", info="official: 300"),
+                      step=1, label="Max new tokens", info="official: 300", elem_id="max-new-tokens"),
             gr.Slider(1.0, 2.0, value=1.0, step=0.05, label="Repetition penalty",
                       info="Above 1 discourages loops; official: 1.0 (off)"),
         ]
         gr.Markdown(BEAM_NOTE)
-    return sliders
+    with gr.Accordion("Ask about part of the video", open=False):
+        with gr.Row():
+            time_from = gr.Textbox("", label="From", placeholder="1:05", elem_id="time-from", min_width=80)
+            time_to = gr.Textbox("", label="To", placeholder="1:30", elem_id="time-to", min_width=80)
+        times_in_question = gr.Checkbox(False, label="Times written in the question pick the frames",
+                                        info="\"What happens between 2:10 and 3:00?\" answers from 8 frames "
+                                             "of that span (off: the official prompt)", elem_id="times-in-question")
+    return sliders, [time_from, time_to, times_in_question]
 
 
 def _examples(pipeline: Pipeline, options: UIOptions, upload: gr.File, question: gr.Textbox) -> gr.Examples | None:
@@ -167,7 +237,7 @@ def launch_demo(demo: gr.Blocks, options: UIOptions = UIOptions(), **overrides):
     """Queue (bounded), then serve. `overrides` go to `Blocks.launch` (tests: prevent_thread_lock...)."""
     demo.queue(max_size=options.queue_size, default_concurrency_limit=options.concurrency)
     settings = dict(server_name=options.host, server_port=options.port, share=options.share,
-                    max_file_size=options.max_file_size, theme=gr.themes.Soft(), css=CSS,
+                    max_file_size=options.max_file_size, theme=gr.themes.Soft(), css=CSS, js=PAGE_JS,
                     allowed_paths=[str(options.examples_dir)])
     return demo.launch(**(settings | overrides))
 

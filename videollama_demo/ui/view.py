@@ -2,6 +2,11 @@
 
 The chat history is always rebuilt from `ChatSession.turns`, never read back from the page.
 Everything here returns plain strings, lists and dicts, so it is tested without a browser.
+
+Times in answers about a video ("at 0:02", "[01:23]", "2 seconds") become links
+`<a class="timecode" href="#t=SECONDS&frame=INDEX">`; the page's script (blocks.py) seeks the
+player there and highlights the sampled frame INDEX, the one nearest that time. Gradio's
+sanitiser keeps `href` and `class` on a link but drops `data-*` attributes, hence the href.
 """
 
 from __future__ import annotations
@@ -14,7 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..chat.conversation import Turn
+from ..chat.timecodes import find_citations, format_time
 from ..encoding import MediaEncoding
+from ..long_video import SegmentBudget
+from ..media.subtitles import Transcript, format_cues
 from ..pipeline import Pipeline
 
 STOPPED_NOTE = "*(stopped)*"
@@ -22,6 +30,7 @@ STOPPED_NOTE = "*(stopped)*"
 WEIGHTS_SECTION = "getting-the-weights"
 # Code spans and fenced blocks are shown verbatim by Markdown, so escaping inside them would show "&lt;".
 _CODE = re.compile(r"(```.*?(?:```|$)|`[^`\n]*`)", re.DOTALL)
+TIMECODE_CLASS = "timecode"  # the page's script handles clicks on links of this class
 
 ChatMessage = dict[str, str]
 
@@ -56,27 +65,66 @@ def escape_markup(text: str) -> str:
     return "".join(piece if index % 2 else piece.replace("<", "&lt;") for index, piece in enumerate(pieces))
 
 
-def user_message(question: str) -> ChatMessage:
-    return {"role": "user", "content": escape_markup(question)}
+def nearest_frame(frame_times: Sequence[float], seconds: float) -> int:
+    """The index of the sampled frame closest to `seconds` (the earlier one on a tie)."""
+    return min(range(len(frame_times)), key=lambda index: abs(frame_times[index] - seconds))
 
 
-def answer_message(answer: str, stopped: bool = False) -> ChatMessage:
-    shown = escape_markup(answer)
+def timecode_link(label: str, seconds: float, media: MediaEncoding) -> str:
+    frame = nearest_frame(media.frame_times, seconds)
+    title = f"Play from {seconds_label(seconds)}; the model saw the frame at {seconds_label(media.frame_times[frame])}"
+    return (f'<a class="{TIMECODE_CLASS}" href="#t={seconds:.2f}&amp;frame={frame}" '
+            f'title="{title}">{label}</a>')
+
+
+def link_timecodes(text: str, media: MediaEncoding) -> str:
+    """Escape `text` like `escape_markup`, and turn each time inside the video into a link.
+
+    Times past the end of the video are left as text ("10:30" in a 3-second clip is a clock
+    time); a time within the last half second counts as the end."""
+    duration = media.info.duration if media.info.duration is not None else media.frame_times[-1]
+    shown, last = [], 0
+    for citation in find_citations(text, duration):
+        shown += [text[last:citation.start].replace("<", "&lt;"),
+                  timecode_link(citation.label(text), min(citation.seconds, duration), media)]
+        last = citation.end
+    return "".join(shown) + text[last:].replace("<", "&lt;")
+
+
+def _show_answer(text: str, media: MediaEncoding | None) -> str:
+    if media is None or media.kind != "video":
+        return escape_markup(text)
+    pieces = _CODE.split(text)  # a time inside code stays code
+    return "".join(piece if index % 2 else link_timecodes(piece, media) for index, piece in enumerate(pieces))
+
+
+def user_message(question: str, time_range: tuple[float, float] | None = None) -> ChatMessage:
+    """A question as typed (markup shown as text); a question about a span says which frames it got."""
+    shown = escape_markup(question)
+    if time_range is not None:
+        shown = f"{shown}\n\n*(answered from frames of {format_time(time_range[0])}–{format_time(time_range[1])})*"
+    return {"role": "user", "content": shown}
+
+
+def answer_message(answer: str, stopped: bool = False, media: MediaEncoding | None = None) -> ChatMessage:
+    """An answer as shown; about a video (`media`), the times it mentions are links."""
+    shown = _show_answer(answer, media)
     if stopped:
         shown = f"{shown}\n\n{STOPPED_NOTE}" if shown.strip() else STOPPED_NOTE
     return {"role": "assistant", "content": shown}
 
 
-def chat_messages(turns: Sequence[Turn], live_text: str = "") -> list[ChatMessage]:
-    """The visible conversation. A turn still being answered (answer None) shows `live_text`."""
+def chat_messages(turns: Sequence[Turn], live_text: str = "", media: MediaEncoding | None = None) -> list[ChatMessage]:
+    """The visible conversation. A turn still being answered (answer None) shows `live_text`.
+    `media` is the file the conversation is about: times in answers about a video become links."""
     messages: list[ChatMessage] = []
     for turn in turns:
-        messages.append(user_message(turn.question))
+        messages.append(user_message(turn.question, turn.time_range))
         if turn.answer is None:
             if live_text:
-                messages.append(answer_message(live_text))
+                messages.append(answer_message(live_text, media=media))
         else:
-            messages.append(answer_message(turn.answer, turn.stopped))
+            messages.append(answer_message(turn.answer, turn.stopped, media))
     return messages
 
 
@@ -117,17 +165,43 @@ def media_facts(encoding: MediaEncoding, file_name: str) -> str:
     return f"**{html.escape(file_name)}**: {encoding.kind}, {', '.join(facts)}."
 
 
-def seen_summary(encoding: MediaEncoding, file_name: str) -> str:
-    """The text under the frame strip: the file, the frames the model got, the audio."""
+def seen_summary(encoding: MediaEncoding, file_name: str, plan: SegmentBudget | None = None) -> str:
+    """The text under the frame strip: the file, the frames the model got, the audio, and the
+    options beyond the official clip (segments, subtitles) with what they cost or cut."""
     if encoding.kind == "image":
         frames = "**Frames:** the image itself, as one frame."
     else:
         times = ", ".join(seconds_label(t) for t in encoding.frame_times)
         frames = f"**Frames:** {len(encoding.frame_times)} sampled at {times}."
     parts = [media_facts(encoding, file_name), frames, audio_status(encoding)]
+    if encoding.is_segmented:
+        spans = ", ".join(f"{format_time(a)}–{format_time(b)}" for a, b in encoding.segment_spans)
+        parts.append(f"**Long-video mode:** {len(encoding.segment_spans)} segments, each an official "
+                     f"{len(encoding.frame_times) // len(encoding.segment_spans)}-frame clip: {spans}.")
+    elif plan is not None:
+        parts.append(f"**Long-video mode would read:** {html.escape(plan.summary())}")
+    if encoding.transcript is not None:
+        parts.append(subtitle_status(encoding.transcript))
+    parts += [f"*{html.escape(note)}*" for note in encoding.notes]
     if encoding.from_cache:
         parts.append("*From cache: this file was encoded before with these settings, so it was not encoded again.*")
     return "\n\n".join(parts)
+
+
+def subtitle_status(transcript: Transcript) -> str:
+    """How much of the subtitles the model gets, and what the word budget left out."""
+    line = (f"**Subtitles:** {transcript.kept_words} of {transcript.total_words} words go into the prompt, "
+            f"beside the {len(transcript.lines)} frame(s) or segment(s) they are spoken near.")
+    if transcript.cut_words:
+        cut = "; ".join(f"[{format_time(at)}] {html.escape(words)}" for at, words in transcript.cut[:6])
+        more = " ..." if len(transcript.cut) > 6 else ""
+        line += f" Cut to fit the context ({transcript.cut_words} words): {cut}{more}"
+    return line
+
+
+def transcript_text(encoding: MediaEncoding) -> str:
+    """The cues in the editable transcript box (empty when subtitles are not used)."""
+    return format_cues(list(encoding.subtitles)) if encoding.subtitles else ""
 
 
 def conversation_status(file_name: str | None, kind: str | None = None) -> str:
