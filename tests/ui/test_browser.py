@@ -190,3 +190,31 @@ def test_a_time_in_an_answer_seeks_the_player_and_marks_the_nearest_frame(
     marked_time = float(marked.inner_text().removesuffix(" s"))
     # The nearest frame; captions are rounded to 0.1 s, so a tie may go either way by 0.05 s.
     assert abs(marked_time - cited) <= min(abs(time - cited) for time in captions) + 0.05
+
+
+def test_a_broken_file_shows_an_error_and_the_conversation_stays(page: Page, preview_pipeline,
+                                                                 shared_media: dict[str, Path]) -> None:
+    question = "What colours do you see?"
+    answer = engine_answers(preview_pipeline, shared_media["video"], [question], GREEDY | {"max_new_tokens": 8})[0]
+    upload_video(page, shared_media["video"])
+    set_sampling(page, temperature=0, max_new_tokens=8)
+    ask(page, question)
+    expect(page.locator(ANSWERS)).to_have_text([answer])  # the whole answer is on screen
+    drop_file(page, shared_media["broken"])
+    expect(page.get_by_text("broken.mp4' is not a video or image file that can be read").first).to_be_visible()
+    expect(page.locator("#chatbot [data-testid=user]")).to_have_text(["What colours do you see?"])
+    assert page.locator(ANSWERS).last.inner_text() == answer
+    expect(page.locator("#status")).to_contain_text("Talking about clip.mp4")  # still the same file
+
+
+def test_a_subtitle_file_fills_the_transcript_the_model_gets(page: Page, shared_media: dict[str, Path],
+                                                            tmp_path: Path) -> None:
+    srt = tmp_path / "clip.srt"
+    srt.write_text("1\n00:00:00,500 --> 00:00:02,000\nHello from the test pattern.\n")
+    upload_video(page, shared_media["video"])
+    page.locator("#use-subtitles input[type=checkbox]").check()
+    page.set_input_files("#subtitle-file input[type=file]", str(srt))
+    expect(page.locator("#seen-summary")).to_contain_text("Subtitles:", timeout=3 * WAIT_MS)
+    page.get_by_text("Subtitles: the transcript the model gets").click()  # the accordion starts closed
+    expect(page.locator("#transcript textarea")).to_have_value(
+        "00:00:00.500 --> 00:00:02.000 Hello from the test pattern.")
