@@ -20,23 +20,15 @@ from videollama_demo.encode_cache import EncodeCache
 
 from .context import BenchContext, run_standalone
 from .media import duration_label
-from .peak_rss import mib, own_peak_rss_bytes
+from .peak_rss import mib, own_peak_rss_bytes, process_status_bytes
 from .report import Row, seconds
-
-
-def _current_rss_bytes() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("/proc/self/status has no VmRSS line (not Linux?)")
 
 
 def peak_growth(call: Callable[[], object]) -> int:
     """Bytes the resident set grew to at its peak during `call`."""
     with open("/proc/self/clear_refs", "w") as clear:
         clear.write("5")  # resets VmHWM to the current RSS (Linux 4.0+)
-    before = _current_rss_bytes()
+    before = process_status_bytes("VmRSS")
     call()
     return max(own_peak_rss_bytes() - before, 0)
 

@@ -46,12 +46,17 @@ def _child(way: str, path: Path) -> None:
 
 
 def own_peak_rss_bytes() -> int:
-    """This process's peak resident set since its exec (the kernel's high-water mark, in kB)."""
+    """This process's peak resident set since its exec (the kernel's high-water mark)."""
+    return process_status_bytes("VmHWM")
+
+
+def process_status_bytes(field: str) -> int:
+    """A memory line of /proc/self/status (VmHWM, VmRSS, ...), which the kernel writes in kB."""
     with open("/proc/self/status") as status:
         for line in status:
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
-    raise RuntimeError("/proc/self/status has no VmHWM line (not Linux?)")
+    raise RuntimeError(f"/proc/self/status has no {field} line (not Linux?)")
 
 
 def mib(value: int) -> str:

@@ -9,37 +9,12 @@ from __future__ import annotations
 
 import logging
 import statistics
-import time
-
-from videollama_demo import MediaEncoding, Pipeline
 
 from .context import BenchContext, parse_args
 from .report import machine_line, seconds
-from .ttft import QUESTIONS, reprefill_first_token
+from .ttft import conversation
 
 SHOWN_TURNS = (1, 5, 10)
-
-
-def measure_turns(pipeline: Pipeline, media: MediaEncoding, turns: int, max_new_tokens: int) -> list[dict]:
-    """Per turn: kept-cache TTFT, re-prefill TTFT, prompt positions, decode tokens/s."""
-    session = pipeline.new_session()
-    session.add_media(media)
-    measured = []
-    for question in QUESTIONS[:turns]:
-        start = time.perf_counter()
-        reprefill_first_token(pipeline, session, question)
-        naive = time.perf_counter() - start
-        start = time.perf_counter()
-        reply = session.ask(question, temperature=0, max_new_tokens=max_new_tokens)
-        next(reply, "")
-        first = time.perf_counter()
-        "".join(reply)
-        end = time.perf_counter()
-        # The kept cache holds the prompt and then every generated token: their count, exactly.
-        generated = len(session._kv.keys) - (reply.reused + reply.prefilled)
-        measured.append({"ours": first - start, "naive": naive, "positions": reply.reused + reply.prefilled,
-                         "tokens_per_s": max(generated - 1, 0) / (end - first) if end > first else 0.0})
-    return measured
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,8 +25,8 @@ def main(argv: list[str] | None = None) -> int:
         pipeline = context.pipeline()
         media = pipeline.encode(context.short_video())
         turns, max_new_tokens = (5, 8) if args.quick else (10, 48)
-        measure_turns(pipeline, media, 1, 2)  # warm-up: the first forward passes allocate
-        runs = [measure_turns(pipeline, media, turns, max_new_tokens) for _ in range(context.repeats(3, 1))]
+        conversation(pipeline, media, 1, 2)  # warm-up: the first forward passes allocate
+        runs = [conversation(pipeline, media, turns, max_new_tokens) for _ in range(context.repeats(3, 1))]
     finally:
         context.close()
 
