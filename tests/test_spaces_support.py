@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from videollama_demo import Pipeline, load_pipeline
-from videollama_demo.chat.conversation import ChatSession
+from videollama_demo.chat.conversation import ChatSession, answer_from_scratch
 from videollama_demo.chat.kv_cache import KVCachePool, default_kv_policy
 from videollama_demo.spaces_support import (
     ConversationState,
@@ -109,3 +109,29 @@ def test_a_conversation_crosses_a_process_boundary_as_state(tiny_pipeline: Pipel
     assert elsewhere.prompt_text(QUESTIONS[1]) == session.prompt_text(QUESTIONS[1])
     (expected, reused_here), (text, reused_there) = answer(session, QUESTIONS[1]), answer(elsewhere, QUESTIONS[1])
     assert text == expected and reused_here > 0 and reused_there == 0
+
+
+def in_another_process(answerer):
+    """What ZeroGPU's worker boundary does to a call: the arguments cross pickled, tokens come back."""
+    def call(*args):
+        crossed = pickle.loads(pickle.dumps(args))  # raises if anything unpicklable (a live cache, a lock) goes in
+        for token in answerer(*crossed):
+            yield pickle.loads(pickle.dumps(token))
+    return call
+
+
+def test_answers_from_scratch_in_a_gpu_worker_equal_the_kept_cache(tiny_pipeline: Pipeline,
+                                                                   shared_media: dict[str, Path]) -> None:
+    """The ZeroGPU path: every answer re-prefills the whole prompt from plain data; no cache stays."""
+    encoding = tiny_pipeline.encode(shared_media["video"])
+    kept = tiny_pipeline.new_session()
+    remote = ChatSession(tiny_pipeline.llm, tiny_pipeline.config.llm.template, tiny_pipeline.encode,
+                         KVCachePool(2), in_another_process(answer_from_scratch(tiny_pipeline.llm)))
+    for session in (kept, remote):
+        session.add_media(encoding)
+    for question in (*QUESTIONS, "And then?"):
+        (expected, reused_kept), (text, reused_remote) = answer(kept, question), answer(remote, question)
+        assert text == expected and reused_remote == 0
+        assert remote._kv.cache is None  # nothing of the answer is kept where the GPU was
+    assert reused_kept > 0
+    assert [t.answer for t in remote.turns] == [t.answer for t in kept.turns]

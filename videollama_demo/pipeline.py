@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .chat.conversation import ChatSession
+from .chat.conversation import ChatSession, answer_from_scratch
 from .chat.kv_cache import KVCachePool
 from .config import VideoLlamaConfig
 from .encode_cache import DEFAULT_MEMORY_BYTES, EncodeCache, EncodeKey, file_sha256, tensors_sha256
@@ -46,6 +46,7 @@ from .media.subtitles import Cue, Transcript, load_subtitle_file, transcript_for
 from .media.upload import DecodedUpload, check_duration, decode_upload
 from .media.video import FrameSampling
 from .memory import precision_of, startup_report
+from .spaces_support import gpu_task, on_zero_gpu, to_cpu
 from .model.llm import LoadedLLM, Quantization, load_llm, resolve_llm_path
 from .model.video_llama import VideoLlamaEncoder
 from .model.weights import CheckpointError, load_official_weights
@@ -98,6 +99,11 @@ class Pipeline:
         self.runtime = runtime
         self.preview_reason = preview_reason
         self._kv_pool = KVCachePool(kv_cache_sessions)
+        # On ZeroGPU the model's work runs in `@spaces.GPU` worker processes: the encoders, and each
+        # answer from scratch (no KV cache outlives a call; the logits equal the kept cache's).
+        self._zero_gpu = on_zero_gpu()
+        self._run_encoders = gpu_task()(self._encode_tensors)
+        self._remote_answerer = gpu_task()(answer_from_scratch(llm)) if self._zero_gpu else None
         self.encode_cache = encode_cache if encode_cache is not None else EncodeCache()
         self._weights_id = _weights_fingerprint(encoder)
         # Uploads are decoded in worker processes when given a pool: a decoder that crashes or hangs
@@ -114,7 +120,7 @@ class Pipeline:
         return self.config.random_init_seed is not None
 
     def new_session(self) -> ChatSession:
-        return ChatSession(self.llm, self.config.llm.template, self.encode, self._kv_pool)
+        return ChatSession(self.llm, self.config.llm.template, self.encode, self._kv_pool, self._remote_answerer)
 
     def encode(self, path: str | Path, use_audio: bool = True, num_frames: int | None = None,
                on_stage: StageCallback | None = None, *, subtitles: Subtitles = None,
@@ -225,11 +231,8 @@ class Pipeline:
         stage("Encoding")
         # (3, K*T, S, S) -> (K, 3, T, S, S): each segment an official clip, encoded as one batch.
         pixels = frames.pixels.unflatten(1, (segments, -1)).transpose(0, 1)
-        video = self.encoder.encode_video(pixels.to(self.runtime.device)).flatten(0, 1)[None]  # (1, K*Nq, H)
-        audio = None
-        if clips is not None:
-            fbank = clips.fbank.unflatten(0, (segments, -1))  # (K, clips, 1, mel, L)
-            audio = self.encoder.encode_audio(fbank.to(self.runtime.device)).flatten(0, 1)[None]  # (1, K*Na, H)
+        fbank = clips.fbank.unflatten(0, (segments, -1)) if clips is not None else None  # (K, clips, 1, mel, L)
+        video, audio = self._run_encoders(pixels, fbank)
         if embedded_subtitles and not decoded.subtitles and info.kind == "video":
             notes = (*notes, NO_SUBTITLE_STREAM)
         return MediaEncoding(
@@ -238,6 +241,17 @@ class Pipeline:
             audio_note=self._audio_note(decoded, use_audio),
             clip_spans=clips.clip_spans if clips is not None else [], info=info,
             segment_spans=tuple(spans), subtitles=decoded.subtitles, notes=notes)
+
+    def _encode_tensors(self, pixels: torch.Tensor,
+                        fbank: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(1, K*Nq, H) video tokens and (1, K*Na, H) audio tokens (or None) of K clips.
+
+        On ZeroGPU this runs in the GPU worker process (see `_run_encoders`), so what it returns
+        goes back to the CPU: CUDA memory of the worker does not exist in the server process."""
+        device = self.runtime.device
+        video = self.encoder.encode_video(pixels.to(device)).flatten(0, 1)[None]
+        audio = None if fbank is None else self.encoder.encode_audio(fbank.to(device)).flatten(0, 1)[None]
+        return to_cpu((video, audio)) if self._zero_gpu else (video, audio)
 
     def _decode(self, path: str | Path, use_audio: bool, num_frames: int, stage: StageCallback,
                 sampling: FrameSampling | None = None, embedded_subtitles: bool = False) -> DecodedUpload:

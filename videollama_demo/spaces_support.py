@@ -2,10 +2,11 @@
 
 On ZeroGPU a decorated function runs in a forked worker process that holds a GPU for the call
 only. Its arguments and results travel pickled, and nothing it changes comes back to the main
-process (conventions §1.17). So the UI runs GPU work through `gpu_task`, returns tensors on the CPU
-(`to_cpu`), carries a conversation across calls as a picklable `ConversationState`, and the KV
-caches are dropped after each answer (`chat/kv_cache.py` picks that policy here): the next turn
-re-prefills, which gives the same logits. Off ZeroGPU every function here is a no-op.
+process (conventions §1.17). So the pipeline runs its GPU work through `gpu_task`: the encoders
+(returning tensors on the CPU, `to_cpu`) and each answer, prefilled from scratch from plain data
+(`chat.conversation.answer_from_scratch`: same logits as the kept cache, which cannot survive the
+call). `ConversationState` carries a whole conversation across a process boundary when needed.
+Off ZeroGPU every function here is a no-op.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from transformers import DynamicCache
 
 from ..encoding import MediaEncoding
 from ..model.llm import LoadedLLM
@@ -86,9 +87,46 @@ class Reply:
         self._deltas.close()  # type: ignore[attr-defined]
 
 
+# Answers a whole prompt from scratch (keys, media blocks on the CPU, settings, stop ids) -> token ids.
+# Used on ZeroGPU, where each answer runs in a GPU worker process and no KV cache outlives it.
+RemoteAnswerer = Callable[[list[PositionKey], dict[tuple[int, int], torch.Tensor], SamplingSettings,
+                           frozenset[int]], Iterator[int]]
+
+
+def embed_positions(llm: LoadedLLM, keys: list[PositionKey],
+                    blocks: dict[tuple[int, int], torch.Tensor]) -> torch.Tensor:
+    """(1, len(keys), H): runs of token embeddings and media rows, spliced in the order of `keys`."""
+    device, dtype = llm.device, llm.model.get_input_embeddings().weight.dtype
+    pieces: list[torch.Tensor] = []
+    for is_text, run in itertools.groupby(keys, key=lambda key: isinstance(key, int)):
+        run = list(run)
+        if is_text:
+            pieces.append(llm.embed_tokens(run))  # (1, n, H)
+            continue
+        for block, rows in itertools.groupby(run, key=lambda key: key[:2]):
+            rows = [row for _, _, row in rows]
+            pieces.append(blocks[block][:, rows[0]:rows[-1] + 1])  # (1, n, H), rows are consecutive
+    return torch.cat([p.to(device=device, dtype=dtype) for p in pieces], dim=1)
+
+
+def answer_from_scratch(llm: LoadedLLM) -> RemoteAnswerer:
+    """A RemoteAnswerer for `llm`: embed every position, prefill a fresh cache, stream token ids.
+
+    Only plain data crosses the call (position keys, CPU tensors, settings), so it can run in
+    another process; the model is reached through the closure (ZeroGPU forks its worker)."""
+    def answer(keys: list[PositionKey], blocks: dict[tuple[int, int], torch.Tensor], settings: SamplingSettings,
+               stop_ids: frozenset[int]) -> Iterator[int]:
+        cache = DynamicCache(config=llm.model.config)
+        first_logits = prefill(llm.model, embed_positions(llm, keys, blocks), cache)
+        yield from generate_tokens(llm.model, cache, first_logits, settings, stop_ids)
+    return answer
+
+
 class ChatSession:
-    def __init__(self, llm: LoadedLLM, template: str, encode: Encoder, kv_pool: KVCachePool) -> None:
+    def __init__(self, llm: LoadedLLM, template: str, encode: Encoder, kv_pool: KVCachePool,
+                 remote_answerer: RemoteAnswerer | None = None) -> None:
         self._llm = llm
+        self._remote = remote_answerer  # set on ZeroGPU: every answer re-prefills in a GPU worker
         self._style = style_for(template)
         self._encode = encode
         self._pool = kv_pool
@@ -291,12 +329,17 @@ class ChatSession:
 
     def _start_generation(self, settings: SamplingSettings, reply: Reply) -> Iterator[int]:
         keys, embed_source = self._fit_context(settings, reply)
+        stop_ids = frozenset({self._llm.tokenizer.eos_token_id})
+        if self._remote is not None:  # the same positions, prefilled from scratch where the GPU is
+            self._kv.drop()
+            reply.reused, reply.prefilled = 0, len(keys)
+            blocks = {key: block.detach().to("cpu") for key, block in embed_source.items()}
+            return self._remote(keys, blocks, settings, stop_ids)
         start = self._kv.reuse_prefix(keys)
         reply.reused, reply.prefilled = start, len(keys) - start
         embeds = self._embed(keys[start:], embed_source)  # (1, L - start, H)
         first_logits = prefill(self._llm.model, embeds, self._kv.cache)
         self._kv.keys.extend(keys[start:])
-        stop_ids = frozenset({self._llm.tokenizer.eos_token_id})
         return generate_tokens(self._llm.model, self._kv.cache, first_logits, settings, stop_ids)
 
     def _finish_turn(self, turn: Turn, decoder: StreamDecoder, generated: list[int], reply: Reply) -> None:
@@ -346,18 +389,7 @@ class ChatSession:
         return keys, blocks
 
     def _embed(self, keys: list[PositionKey], blocks: dict[tuple[int, int], torch.Tensor]) -> torch.Tensor:
-        """Embeddings for `keys` in order: runs of token embeddings and media rows, spliced."""
-        device, dtype = self._llm.device, self._llm.model.get_input_embeddings().weight.dtype
-        pieces: list[torch.Tensor] = []
-        for is_text, run in itertools.groupby(keys, key=lambda key: isinstance(key, int)):
-            run = list(run)
-            if is_text:
-                pieces.append(self._llm.embed_tokens(run))  # (1, n, H)
-                continue
-            for block, rows in itertools.groupby(run, key=lambda key: key[:2]):
-                rows = [row for _, _, row in rows]
-                pieces.append(blocks[block][:, rows[0]:rows[-1] + 1])  # (1, n, H), rows are consecutive
-        return torch.cat([p.to(device=device, dtype=dtype) for p in pieces], dim=1)
+        return embed_positions(self._llm, keys, blocks)
 
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
