@@ -201,8 +201,8 @@ class PageActions:
         try:
             return self.pipeline.plan_long_video(duration, use_audio=reading.use_audio,
                                                  subtitles=reading.subtitles, num_frames=reading.num_frames)
-        except (ValueError, MediaError) as err:
-            log.info("no long-video plan for %s: %s", encoding.info.path, err)
+        except Exception as err:  # a hint: it must never stand in the way of the upload itself
+            log.warning("no long-video plan for %s: %s", encoding.info.path, err)
             return None
 
     def _media_view(self, page: PageSession, encoding: MediaEncoding, plan: SegmentBudget | None = None) -> MediaView:
