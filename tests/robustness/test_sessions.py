@@ -431,6 +431,8 @@ def test_a_new_conversation_between_question_and_first_token_stays_clean(preview
     page.chat.add_media(media[1], use_audio=True, num_frames=8)
     answering = actions.ask(LONG_QUESTION, **SHORT, time_from="", time_to="", times_in_question=False, page=page)
     next(answering)  # the page shows the question; the engine has not produced a token yet
-    actions.new_chat(page)  # New chat (or a new upload) in the same tab, from another request
+    # A new upload in the same tab, from another request: the upload handler starts the new
+    # conversation without waiting for this answer (New chat waits for it to end first).
+    new_file = page.chat.add_media(media[2], use_audio=True, num_frames=8)
     list(answering)
-    assert page.chat.turns == []
+    assert page.chat.turns == [] and page.chat.media is new_file

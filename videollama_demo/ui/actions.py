@@ -282,14 +282,18 @@ class PageActions:
         """Remove the last question and its answer; the question goes back into the text box."""
         if page is None:
             return [], gr.skip()
-        with user_errors("undoing"):
+        page.chat.cancel()
+        with _answering(page), user_errors("undoing"):  # a running answer has sent its last update
             turn = page.chat.undo()
         return view.chat_messages(page.chat.turns, media=page.chat.media), (turn.question if turn else gr.skip())
 
     def new_chat(self, page: PageSession | None) -> ChatUpdate:
         """Forget every question and answer; keep the file (no new encoding)."""
         if page is not None and page.chat.media is not None:
-            with user_errors("starting a new conversation"):
+            page.chat.cancel()
+            # Wait until a running answer has ended and sent its last update, so that update cannot
+            # land on the page after this empty conversation.
+            with _answering(page), user_errors("starting a new conversation"):
                 page.chat.add_media(page.chat.media)
         return []
 
