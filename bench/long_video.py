@@ -34,9 +34,8 @@ def peak_growth(call: Callable[[], object]) -> int:
 
 
 def fresh_encode(pipeline: Pipeline, path: Path, **options) -> MediaEncoding:
-    """An encode that cannot come from a cache (both of the pipeline's caches start empty)."""
+    """An encode that cannot come from a cache (the pipeline's cache starts empty)."""
     pipeline.encode_cache = EncodeCache(pipeline.encode_cache.memory_bytes)
-    pipeline._extended_cache = EncodeCache(pipeline._extended_cache.memory_bytes)
     return pipeline.encode(path, **options)
 
 
@@ -53,12 +52,12 @@ def measure(pipeline: Pipeline, path: Path, repeat: int, **options) -> tuple[flo
 
 def run(ctx: BenchContext) -> list[Row]:
     pipeline = ctx.pipeline()
-    kept = pipeline.encode_cache, pipeline._extended_cache
+    kept = pipeline.encode_cache
     try:
         short_time, short_memory, _ = measure(pipeline, ctx.short_video(), ctx.repeats(5, 1))
         long_time, long_memory, segmented = measure(pipeline, ctx.long_video(), ctx.repeats(3, 1), segments="auto")
     finally:
-        pipeline.encode_cache, pipeline._extended_cache = kept  # the pipeline may be shared
+        pipeline.encode_cache = kept  # the pipeline may be shared
     segments = len(segmented.segment_spans)
     long_name, short_name = duration_label(ctx.long_spec.seconds), duration_label(ctx.short_spec.seconds)
     return [Row(

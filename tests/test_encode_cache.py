@@ -299,3 +299,15 @@ def test_a_file_changed_in_place_is_hashed_again(shared_media: dict[str, Path], 
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # a later write, as a clock tick shows it
     assert file_sha256(path) == hashlib.sha256(bytes(data)).hexdigest() != before
+
+
+def test_the_disk_layer_keeps_segments_subtitle_cues_and_notes(tiny: Pipeline, shared_media: dict[str, Path],
+                                                               tmp_path: Path) -> None:
+    """Long-video mode and a subtitle stream survive a restart like a plain clip does."""
+    fresh = with_cache(tiny, EncodeCache(cache_dir=tmp_path / "cache"))
+    made = fresh.encode(shared_media["video"], segments=2, subtitles=True)
+    restarted = with_cache(tiny, EncodeCache(cache_dir=tmp_path / "cache"))
+    again = restarted.encode(shared_media["video"], segments=2, subtitles=True)
+    assert again.from_cache and len(made.segment_spans) == 2
+    assert_same_encoding(made, again)
+    assert (again.segment_spans, again.subtitles, again.notes) == (made.segment_spans, made.subtitles, made.notes)

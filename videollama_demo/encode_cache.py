@@ -30,13 +30,14 @@ from safetensors.torch import save_file
 
 from .encoding import MediaEncoding
 from .media import MediaInfo
+from .media.subtitles import Cue
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MEMORY_BYTES = 256 * 2**20  # ~200 encodings of 8 frames (the 224x224 thumbnails dominate)
 DEFAULT_DISK_BYTES = 2 * 2**30
 # Bump when what an encoding holds or how it is computed changes: old files on disk then miss.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: segments, subtitle cues and notes are kept too
 _SUFFIX = ".safetensors"
 _METADATA_KEY = "videollama_encoding"
 
@@ -250,7 +251,8 @@ def _encoding_record(encoding: MediaEncoding, key: EncodeKey) -> tuple[dict[str,
         "content": key.content, "settings": key.settings, "device": str(encoding.video.device),
         "kind": encoding.kind, "frame_indices": encoding.frame_indices, "frame_times": encoding.frame_times,
         "message": encoding.message, "audio_note": encoding.audio_note, "clip_spans": encoding.clip_spans,
-        "info": dataclasses.asdict(encoding.info),
+        "info": dataclasses.asdict(encoding.info), "segment_spans": encoding.segment_spans,
+        "subtitles": [dataclasses.asdict(cue) for cue in encoding.subtitles], "notes": encoding.notes,
     }
     return tensors, metadata
 
@@ -268,4 +270,6 @@ def _read_encoding(path: Path, key: EncodeKey) -> MediaEncoding:
         frame_indices=[int(i) for i in metadata["frame_indices"]], frame_times=[float(t) for t in metadata["frame_times"]],
         message=str(metadata["message"]), thumbnails=np.ascontiguousarray(tensors["thumbnails"].numpy()),
         audio_note=metadata["audio_note"], clip_spans=[(float(a), float(b)) for a, b in metadata["clip_spans"]],
-        info=MediaInfo(**metadata["info"]), from_cache=True)
+        info=MediaInfo(**metadata["info"]), from_cache=True,
+        segment_spans=tuple((float(a), float(b)) for a, b in metadata["segment_spans"]),
+        subtitles=tuple(Cue(**cue) for cue in metadata["subtitles"]), notes=tuple(metadata["notes"]))

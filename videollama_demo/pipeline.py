@@ -110,8 +110,6 @@ class Pipeline:
         # on a hostile file then costs one worker, not the server.
         self.decoder = decoder
         self.max_seconds = max_seconds
-        # Segments, time ranges and subtitle streams: kept in memory only (the disk format holds clips).
-        self._extended_cache = EncodeCache(self.encode_cache.memory_bytes)
         self._costs: dict[tuple[int, bool], tuple[float, int]] = {}  # measured per-segment encode costs
 
     @property
@@ -149,9 +147,7 @@ class Pipeline:
         sampling = self._sampling(num_frames, segments, time_range, use_audio, subtitles is not None)
         embedded = subtitles is True
         key = self.cache_key(file, use_audio, num_frames, sampling, embedded)
-        # The on-disk format holds single official clips only; everything else is kept in memory.
-        cache = self.encode_cache if sampling is None and not embedded else self._extended_cache
-        encoding = cache.get_or_create(
+        encoding = self.encode_cache.get_or_create(
             key, lambda: self._encode_file(path, use_audio, num_frames, stage, sampling, embedded))
         if encoding.from_cache:  # made from another upload of the same bytes, maybe under another name
             encoding = dataclasses.replace(encoding, info=dataclasses.replace(encoding.info, path=str(path)))
