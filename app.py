@@ -40,10 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from videollama_demo import load_pipeline
-    from videollama_demo.hub import DownloadError
-    from videollama_demo.model.llm import LLMLoadError
-    from videollama_demo.model.weights import CheckpointError
+    from videollama_demo import CheckpointError, DownloadError, LLMLoadError, load_pipeline
     from videollama_demo.ui import UIOptions, build_demo, launch_demo
 
     options = UIOptions(host=args.host, port=args.port, share=args.share, max_file_size=args.max_file_size,

@@ -14,13 +14,13 @@ import time
 import torch
 from transformers import AutoModelForCausalLM
 
-from videollama_demo import Pipeline
+from videollama_demo import Pipeline, Reading
 from videollama_demo.config import PRESETS
-from videollama_demo.encode_cache import EncodeCache
-from videollama_demo.memory import llm_shape_of
 from videollama_demo.model.llm import LoadedLLM
 from videollama_demo.model.video_llama import VideoLlamaEncoder
 from videollama_demo.pipeline import choose_runtime
+from videollama_demo.pipeline.encode_cache import EncodeCache
+from videollama_demo.pipeline.memory import llm_shape_of
 
 from .context import BenchContext, run_standalone
 from .report import NO_GPU, Row, seconds
@@ -32,7 +32,7 @@ DECODE_NAME = "7. decode tokens/s vs the memory-bandwidth limit (7B, 16-bit)"
 def build_7b(ctx: BenchContext) -> Pipeline:
     """The 7B preset built on the GPU in the official precision, with random weights."""
     from tests.tiny_llama import write_tiny_llama_dir  # a LLaMA tokenizer; ids stay below 32000
-    from videollama_demo.model.tokenizer import load_prompt_tokenizer
+    from videollama_demo.prompt.tokenizer import load_prompt_tokenizer
 
     cuda = torch.device("cuda")
     config = PRESETS["video-llama-2-7b"]
@@ -69,7 +69,7 @@ def first_token_after_upload(pipeline: Pipeline, video) -> tuple[float, float]:
     """Seconds from a fresh upload to the first streamed text, and the decode rate after it."""
     session = pipeline.new_session()
     start = time.perf_counter()
-    session.add_media(video, use_audio=True, num_frames=8)
+    session.add_media(pipeline.encode(video, Reading(use_audio=True, num_frames=8)))
     reply = session.ask("Describe what you see and hear.", temperature=0, max_new_tokens=128)
     next(reply)
     torch.cuda.synchronize()

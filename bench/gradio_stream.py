@@ -3,7 +3,7 @@
 The app is the real one (`videollama_demo.ui.build_demo` + `launch_demo` around the preview pipeline,
 served on a free local port, as tests/ui/conftest.py starts it); `gradio_client` uploads the 10 s
 file, asks a question greedily and times each streamed update as it arrives. The raw generator is
-`chat.generate.generate_tokens` on the same prompt (`prompt_embeddings` of a fresh session with the
+`engines.decode.generate_tokens` on the same prompt (`prompt_embeddings` of a fresh session with the
 same medium), timed at each yielded token id. Both rates are tokens over the time from the request
 to the last token, as a user sees the answer come in: the prefill is the same on both sides, and the
 question asks for a long answer so that decoding dominates. (A rate between the first and the last
@@ -22,9 +22,9 @@ from pathlib import Path
 from gradio_client import Client, handle_file
 from transformers import DynamicCache
 
-from videollama_demo import MediaEncoding, MediaError, Pipeline
-from videollama_demo.chat.generate import SamplingSettings, generate_tokens, prefill
-from videollama_demo.chat.templates import Text
+from videollama_demo import MediaEncoding, MediaError, Pipeline, SamplingSettings
+from videollama_demo.engines.decode import generate_tokens, prefill
+from videollama_demo.prompt.parts import Text
 from videollama_demo.ui import UIOptions, build_demo, launch_demo
 from videollama_demo.ui.examples import ensure_examples
 
@@ -58,7 +58,7 @@ def raw_stream(pipeline: Pipeline, media: MediaEncoding, max_new_tokens: int) ->
     start = time.perf_counter()
     model = pipeline.llm.model
     cache = DynamicCache(config=model.config)
-    first_logits = prefill(model, session.prompt_embeddings(QUESTION), cache)
+    first_logits = prefill(model, session.prompt_embeddings(QUESTION)[None], cache)  # (1, L, H)
     settings = SamplingSettings(temperature=0, max_new_tokens=max_new_tokens)
     times, tokens = [], []
     stop_ids = frozenset({pipeline.llm.tokenizer.eos_token_id})

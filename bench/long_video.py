@@ -1,7 +1,7 @@
 """Row 8: long-video mode on the hour-long file (K official clips) against the 10 s file (one clip).
 
 Both are `Pipeline.encode` as the page calls it (preview preset, decoding in the worker process),
-from empty encode caches: the hour with `segments="auto"` (as many segments as the context holds),
+from empty encode caches: the hour with `Reading(long_video=True)` (as many segments as the context holds),
 the 10 s file as the official single clip. Time is the median of repeats; memory is this process's
 peak resident set during the call (the kernel's high-water mark, reset just before it through
 /proc/self/clear_refs) above what it held before: the encoders' work. Reading the file happens in
@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from videollama_demo import MediaEncoding, Pipeline
-from videollama_demo.encode_cache import EncodeCache
+from videollama_demo import MediaEncoding, Pipeline, Reading
+from videollama_demo.pipeline.encode_cache import EncodeCache
 
 from .context import BenchContext, run_standalone
 from .media import duration_label
@@ -33,20 +33,21 @@ def peak_growth(call: Callable[[], object]) -> int:
     return max(own_peak_rss_bytes() - before, 0)
 
 
-def fresh_encode(pipeline: Pipeline, path: Path, **options) -> MediaEncoding:
+def fresh_encode(pipeline: Pipeline, path: Path, reading: Reading | None = None) -> MediaEncoding:
     """An encode that cannot come from a cache (the pipeline's cache starts empty)."""
     pipeline.encode_cache = EncodeCache(pipeline.encode_cache.memory_bytes)
-    return pipeline.encode(path, **options)
+    return pipeline.encode(path, reading)
 
 
-def measure(pipeline: Pipeline, path: Path, repeat: int, **options) -> tuple[float, int, MediaEncoding]:
-    encoding = fresh_encode(pipeline, path, **options)  # untimed warm-up
+def measure(pipeline: Pipeline, path: Path, repeat: int,
+            reading: Reading | None = None) -> tuple[float, int, MediaEncoding]:
+    encoding = fresh_encode(pipeline, path, reading)  # untimed warm-up
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
-        fresh_encode(pipeline, path, **options)
+        fresh_encode(pipeline, path, reading)
         times.append(time.perf_counter() - start)
-    memory = peak_growth(lambda: fresh_encode(pipeline, path, **options))
+    memory = peak_growth(lambda: fresh_encode(pipeline, path, reading))
     return statistics.median(times), memory, encoding
 
 
@@ -55,13 +56,15 @@ def run(ctx: BenchContext) -> list[Row]:
     kept = pipeline.encode_cache
     try:
         short_time, short_memory, _ = measure(pipeline, ctx.short_video(), ctx.repeats(5, 1))
-        long_time, long_memory, segmented = measure(pipeline, ctx.long_video(), ctx.repeats(3, 1), segments="auto")
+        long_time, long_memory, segmented = measure(pipeline, ctx.long_video(), ctx.repeats(3, 1),
+                                                    Reading(long_video=True))
     finally:
         pipeline.encode_cache = kept  # the pipeline may be shared
     segments = len(segmented.segment_spans)
     long_name, short_name = duration_label(ctx.long_spec.seconds), duration_label(ctx.short_spec.seconds)
     return [Row(
-        benchmark=f"8. long-video mode: {long_name} file in {segments} segments vs a {short_name} file (Pipeline.encode)",
+        benchmark=(f"8. long-video mode: {long_name} file in {segments} segments vs a {short_name} file "
+                   "(Pipeline.encode)"),
         ours=f"{long_name}, {segments} × 8 frames: {seconds(long_time)}, +{mib(long_memory)} peak",
         reference=f"{short_name}, the official 8-frame clip: {seconds(short_time)}, +{mib(short_memory)} peak; "
                   f"memory ratio {long_memory / max(short_memory, 1):.1f}×",

@@ -1,7 +1,7 @@
 """Row 2: the second upload of the same file against the first (`Pipeline.encode`, preview preset).
 
 The first upload decodes the file (in the decoder worker, as in the app) and runs the encoders; the
-second finds the encoding in the pipeline's shared encode cache (`videollama_demo/encode_cache.py`),
+second finds the encoding in the pipeline's shared encode cache (`videollama_demo/pipeline/encode_cache.py`),
 which costs a SHA-256 of the file's bytes. Each repeat starts from an empty cache.
 """
 
@@ -11,7 +11,7 @@ import statistics
 from pathlib import Path
 
 from videollama_demo import Pipeline
-from videollama_demo.encode_cache import EncodeCache
+from videollama_demo.pipeline.encode_cache import EncodeCache
 
 from .context import BenchContext, run_standalone
 from .media import duration_label

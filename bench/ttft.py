@@ -3,7 +3,7 @@
 Ours is `ChatSession.ask` (preview pipeline, real SmolLM2): a follow-up prefills only the new
 question, after the conversation's kept KV cache. The reference is the official way: every turn
 re-prefills the whole conversation. It is measured on the same tokens — `prompt_embeddings(question)`
-is exactly the prompt the session is about to answer — with `chat.generate.prefill` into a fresh
+is exactly the prompt the session is about to answer — with `engines.decode.prefill` into a fresh
 cache and the greedy pick of the first token, just before the session answers the same question.
 """
 
@@ -15,7 +15,7 @@ import time
 from transformers import DynamicCache
 
 from videollama_demo import ChatSession, MediaEncoding, Pipeline
-from videollama_demo.chat.generate import prefill
+from videollama_demo.engines.decode import prefill
 
 from .context import BenchContext, run_standalone
 from .report import Row, Target, seconds
@@ -36,9 +36,15 @@ QUESTIONS = (
 
 def reprefill_first_token(pipeline: Pipeline, session: ChatSession, question: str) -> int:
     """The official way: embed the whole conversation plus `question`, prefill it from scratch."""
-    embeds = session.prompt_embeddings(question)  # (1, L, H): the same positions the session will use
-    logits = prefill(pipeline.llm.model, embeds, DynamicCache(config=pipeline.llm.model.config))
+    embeds = session.prompt_embeddings(question)  # (L, H): the same positions the session will use
+    logits = prefill(pipeline.llm.model, embeds[None], DynamicCache(config=pipeline.llm.model.config))
     return int(logits.argmax())
+
+
+def kept_positions(pipeline: Pipeline, session: ChatSession) -> int:
+    """How many positions the engine's kept KV cache holds for `session`'s conversation."""
+    state = pipeline.engine.pool._states.get(session._id)
+    return len(state.keys) if state is not None else 0
 
 
 def conversation(pipeline: Pipeline, media: MediaEncoding, turns: int, max_new_tokens: int) -> list[dict]:
@@ -58,7 +64,7 @@ def conversation(pipeline: Pipeline, media: MediaEncoding, turns: int, max_new_t
         rest = "".join(reply)
         decoding = time.perf_counter() - first_at
         # The kept cache holds the prompt and then every generated token: their count, exactly.
-        generated = len(session._kv.keys) - (reply.reused + reply.prefilled)
+        generated = kept_positions(pipeline, session) - (reply.reused + reply.prefilled)
         expected = pipeline.llm.tokenizer.decode([token]).strip()
         measured.append({"ours": first_at - start, "naive": naive, "positions": reply.reused + reply.prefilled,
                          "agree": (first + rest).strip().startswith(expected),

@@ -5,4 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False
+echo "ruff check (lint: import order, unused names, line length)"
+.venv/bin/ruff check .
 exec .venv/bin/python -m pytest -q "$@"

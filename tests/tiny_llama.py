@@ -21,7 +21,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from videollama_demo.model.llm import find_smollm2_gguf
-from videollama_demo.model.tokenizer import HFPromptTokenizer, load_prompt_tokenizer
+from videollama_demo.prompt.tokenizer import HFPromptTokenizer, load_prompt_tokenizer
 
 VOCAB_SIZE = 1000
 

@@ -1,18 +1,18 @@
 """videollama-demo: chat about a video or an image with Video-LLaMA.
 
-Public API (the UI uses only this):
+Public API (the page, the CLI and `app.py` use only this):
     pipe = load_pipeline("video-llama-2-7b", checkpoints="checkpoints/", device="cuda")
-    enc = pipe.encode("clip.mp4", use_audio=True)
+    enc = pipe.encode("clip.mp4")                                # the official reading
     session = pipe.new_session(); session.add_media(enc)
     for delta in session.ask("What is the dog doing?"): print(delta, end="")
 
-Beyond the official prompt (all off by default; see Pipeline.encode and ChatSession.ask):
-    enc = pipe.encode("film.mkv", subtitles=True)          # or "film.srt", or a list of Cue
-    enc.transcript.kept_words, enc.transcript.cut           # what the word budget kept and cut
-    cues = parse_transcript(edited_text)                    # the user's edit of format_cues(enc.subtitles)
-    pipe.plan_long_video("talk.mp4").summary()              # segments, tokens, time, memory
-    enc = pipe.encode("talk.mp4", segments="auto")          # long-video mode
-    session.ask("What happens between 2:10 and 3:00?", detect_time_range=True)  # or time_range=(130, 180)
+Beyond the official prompt (all off by default; see `Reading`):
+    enc = pipe.encode("film.mkv", Reading(subtitles="embedded"))   # or Reading.with_subtitle_file("film.srt")
+    enc.transcript.kept_words, enc.transcript.cut                    # what the word budget kept and cut
+    pipe.plan_long_video("talk.mp4").summary()                       # segments, tokens, time, memory
+    enc = pipe.encode("talk.mp4", Reading(long_video=True))          # long-video mode
+    clip = pipe.question_clip(enc, "What happens between 2:10 and 3:00?", detect_time_range=True)
+    session.ask("What happens between 2:10 and 3:00?", clip=clip)
 """
 
 from importlib import import_module
@@ -23,19 +23,30 @@ from typing import TYPE_CHECKING, Any
 _PUBLIC = {
     "ChatError": ".chat.conversation", "ChatSession": ".chat.conversation", "Reply": ".chat.conversation",
     "Turn": ".chat.conversation", "VideoLlamaConfig": ".config", "MediaEncoding": ".encoding",
-    "SegmentBudget": ".long_video", "MediaError": ".media", "Cue": ".media.subtitles",
-    "format_cues": ".media.subtitles", "parse_transcript": ".media.subtitles", "Pipeline": ".pipeline",
-    "load_pipeline": ".pipeline",
+    "EngineError": ".engines.base", "SamplingSettings": ".engines.base",
+    "DownloadError": ".hub", "MediaError": ".media", "MediaInfo": ".media",
+    "Cue": ".media.subtitles", "Transcript": ".media.subtitles",
+    "format_cues": ".media.subtitles", "parse_transcript": ".media.subtitles",
+    "LLMLoadError": ".model.llm", "CheckpointError": ".model.weights",
+    "Pipeline": ".pipeline", "load_pipeline": ".pipeline", "SegmentBudget": ".pipeline.long_video",
+    "find_citations": ".prompt.timecodes", "format_time": ".prompt.timecodes", "parse_time": ".prompt.timecodes",
+    "Reading": ".reading",
 }
 
 if TYPE_CHECKING:
     from .chat.conversation import ChatError, ChatSession, Reply, Turn
     from .config import VideoLlamaConfig
     from .encoding import MediaEncoding
-    from .long_video import SegmentBudget
-    from .media import MediaError
-    from .media.subtitles import Cue, format_cues, parse_transcript
+    from .engines.base import EngineError, SamplingSettings
+    from .hub import DownloadError
+    from .media import MediaError, MediaInfo
+    from .media.subtitles import Cue, Transcript, format_cues, parse_transcript
+    from .model.llm import LLMLoadError
+    from .model.weights import CheckpointError
     from .pipeline import Pipeline, load_pipeline
+    from .pipeline.long_video import SegmentBudget
+    from .prompt.timecodes import find_citations, format_time, parse_time
+    from .reading import Reading
 
 
 def __getattr__(name: str) -> Any:
@@ -47,6 +58,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "ChatError", "ChatSession", "Cue", "MediaEncoding", "MediaError", "Pipeline", "Reply", "SegmentBudget", "Turn",
-    "VideoLlamaConfig", "format_cues", "load_pipeline", "parse_transcript",
+    "ChatError", "ChatSession", "CheckpointError", "Cue", "DownloadError", "EngineError", "LLMLoadError",
+    "MediaEncoding", "MediaError", "MediaInfo", "Pipeline", "Reading", "Reply", "SamplingSettings",
+    "SegmentBudget", "Transcript", "Turn", "VideoLlamaConfig", "find_citations", "format_cues", "format_time",
+    "load_pipeline", "parse_time", "parse_transcript",
 ]

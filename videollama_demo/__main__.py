@@ -6,12 +6,20 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-
+from pathlib import Path
 
 from .config import PRESETS, VideoLlamaConfig
-from .hub import DOWNLOADABLE_PRESETS, GB, download_bytes
+from .hub import DOWNLOADABLE_PRESETS, GB, DownloadError, download_bytes, download_weights, resolve_weights
 from .options import add_model_options, add_path_options, path_overrides, pipeline_options
-
+from .pipeline.memory import (
+    FIT_TARGETS,
+    GIB,
+    PRECISION_LABELS,
+    RUNTIME_ALLOWANCE_GIB,
+    estimate_memory,
+    llm_shape_of,
+    memory_table,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_ask(args: argparse.Namespace) -> int:
-    from . import ChatError, MediaError, load_pipeline
+    from . import ChatError, MediaError, Reading, load_pipeline
     from .media import probe
 
     try:
@@ -53,7 +61,8 @@ def run_ask(args: argparse.Namespace) -> int:
         print(f"[preview] {pipe.preview_reason}: answers are NOT about the video.", file=sys.stderr)
     session = pipe.new_session()
     try:
-        encoding = session.add_media(args.media, use_audio=not args.no_audio, num_frames=args.frames)
+        encoding = session.add_media(pipe.encode(args.media, Reading(use_audio=not args.no_audio,
+                                                                     num_frames=args.frames)))
         if encoding.audio_note:
             print(f"[note] {encoding.audio_note}", file=sys.stderr)
         question = args.question
@@ -72,8 +81,6 @@ def run_ask(args: argparse.Namespace) -> int:
 
 
 def run_download(args: argparse.Namespace) -> int:
-    from .hub import download_weights
-
     config = VideoLlamaConfig.from_name(args.preset)
     print(f"Getting {args.preset} into {args.checkpoints}/ (about {download_bytes(config) / GB:.1f} GB in all; "
           "files already there are skipped, partial ones resumed)", file=sys.stderr)
@@ -87,12 +94,6 @@ def run_download(args: argparse.Namespace) -> int:
 
 
 def run_memory(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from .hub import resolve_weights
-    from .memory import FIT_TARGETS, GIB, PRECISION_LABELS, RUNTIME_ALLOWANCE_GIB, estimate_memory, llm_shape_of
-    from .memory import memory_table
-
     shapes = {}
     for name in args.presets or DOWNLOADABLE_PRESETS:
         config = VideoLlamaConfig.from_name(name)
@@ -120,7 +121,6 @@ def _next_question() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    from .hub import DownloadError
     from .model.llm import LLMLoadError
     from .model.weights import CheckpointError
 

@@ -2,8 +2,9 @@
 
 `VideoLlamaConfig.from_name("video-llama-2-7b")` gives the official model; `tiny` is what the
 tests build; `preview` is the embedded default that runs without the Video-LLaMA weights.
-Sizes follow the spec (reference/videollama_spec.md §2-§4); a JSON round trip lets a test or a
-user describe a model of any size.
+Sizes follow the official code: Video-LLaMA `video_llama/models/eva_vit.py` (`create_eva_vit_g`),
+`video_llama/models/Qformer.py`, `video_llama/models/video_llama.py` (`VideoLLAMA.__init__`),
+ImageBind `imagebind/models/imagebind_model.py` (`imagebind_huge`) and the LLMs' `config.json`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any, Literal
 
 TemplateName = Literal["llama2", "vicuna", "chatml"]
 LLMFormat = Literal["hf", "gguf"]
+
+DEFAULT_MAX_SECONDS = 3 * 3600.0  # the longest video accepted by default (`--max-duration`)
 
 
 @dataclass(frozen=True)
@@ -36,10 +39,6 @@ class VisionConfig:
             raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
         if self.width % self.num_heads:
             raise ValueError(f"vision width {self.width} is not divisible by num_heads {self.num_heads}")
-
-    @property
-    def num_tokens(self) -> int:
-        return (self.image_size // self.patch_size) ** 2 + 1  # patches + CLS
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,9 @@ class QFormerConfig:
 
 @dataclass(frozen=True)
 class AudioEncoderConfig:
-    """ImageBind-Huge's audio trunk and its fbank front end (spec §3.1-§3.2)."""
+    """ImageBind-Huge's audio trunk and its fbank front end (Video-LLaMA's copy of ImageBind:
+    `video_llama/models/ImageBind/data.py`, `load_and_transform_audio_data`, and
+    `video_llama/models/ImageBind/models/imagebind_model.py`, `imagebind_huge`)."""
 
     width: int = 768
     depth: int = 12
@@ -98,8 +99,30 @@ class AudioEncoderConfig:
 
 
 @dataclass(frozen=True)
+class LlamaShape:
+    """A LLaMA's published `config.json` (with `LLMConfig.hidden_size`): its memory is known before it is on disk."""
+
+    intermediate_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    vocab_size: int
+    max_position_embeddings: int
+    rms_norm_eps: float
+
+
+# The `config.json` of `llama-2-7b-chat-hf` in DAMO-NLP-SG/Video-LLaMA-2-7B-Finetuned (rms_norm_eps 1e-6, not the
+# later 1e-5 of Meta's own conversion) and of `llama-2-13b-chat-hf` in DAMO-NLP-SG/Video-LLaMA-2-13B-Finetuned.
+LLAMA_2_7B = LlamaShape(intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32, vocab_size=32000,
+                        max_position_embeddings=4096, rms_norm_eps=1e-6)
+LLAMA_2_13B = LlamaShape(intermediate_size=13824, num_hidden_layers=40, num_attention_heads=40, vocab_size=32000,
+                         max_position_embeddings=4096, rms_norm_eps=1e-6)
+VICUNA_7B_V0 = dataclasses.replace(LLAMA_2_7B, vocab_size=32001,  # v0 added a pad token
+                                   max_position_embeddings=2048)
+
+
+@dataclass(frozen=True)
 class LLMConfig:
-    """The frozen chat LLM: where it lives and how it is prompted."""
+    """The frozen chat LLM: where it lives, how it is prompted, and (official presets) its published shape."""
 
     hidden_size: int = 4096
     path: str = "Video-LLaMA-2-7B-Finetuned/llama-2-7b-chat-hf"  # relative to the checkpoints dir
@@ -107,18 +130,21 @@ class LLMConfig:
     template: TemplateName = "llama2"
     context_length: int = 2000  # official Chat.answer max_length (prompt + new tokens)
     max_new_tokens: int = 300
+    shape: LlamaShape | None = None  # None: read it from the LLM folder
 
     def __post_init__(self) -> None:
         _check_positive(self, "hidden_size", "context_length", "max_new_tokens")
         _check_choice(self, "format", ("hf", "gguf"))
         _check_choice(self, "template", ("llama2", "vicuna", "chatml"))
         if self.max_new_tokens >= self.context_length:
-            raise ValueError(f"max_new_tokens {self.max_new_tokens} leaves no room in context_length {self.context_length}")
+            raise ValueError(f"max_new_tokens {self.max_new_tokens} leaves no room in "
+                             f"context_length {self.context_length}")
 
 
 @dataclass(frozen=True)
 class CheckpointFiles:
-    """Official file names, relative to the checkpoints dir (DESIGN.md §4). Empty = not used."""
+    """Official file names, relative to the checkpoints dir (a file under the `hf_repo` folder comes from that
+    Hugging Face repo), and the download size of the repo's files. Empty name = not used."""
 
     eva_vit: str = "eva_vit_g.pth"
     blip2: str = "blip2_pretrained_flant5xxl.pth"
@@ -126,6 +152,11 @@ class CheckpointFiles:
     al: str = "Video-LLaMA-2-7B-Finetuned/AL_LLaMA_2_7B_Finetuned.pth"
     imagebind: str = "Video-LLaMA-2-7B-Finetuned/imagebind_huge.pth"
     hf_repo: str = "DAMO-NLP-SG/Video-LLaMA-2-7B-Finetuned"
+    # About how many bytes the repo's files are (its file listing), to size a download before it starts.
+    vl_bytes: int = 270_000_000
+    al_bytes: int = 280_000_000
+    imagebind_bytes: int = 4_800_000_000
+    llm_bytes: int = 13_500_000_000  # the LLM folder's fp16 shards; 0 when the repo does not hold the LLM
 
 
 @dataclass(frozen=True)
@@ -151,7 +182,8 @@ class VideoLlamaConfig:
             raise ValueError("audio and audio_qformer must both be set or both be None")
         if not 1 <= self.num_frames <= self.max_frame_pos:
             raise ValueError(f"num_frames must be in 1..{self.max_frame_pos}, got {self.num_frames}")
-        _require_equal("image_qformer.encoder_width", self.image_qformer.encoder_width, "vision.width", self.vision.width)
+        _require_equal("image_qformer.encoder_width", self.image_qformer.encoder_width,
+                       "vision.width", self.vision.width)
         _require_equal("video_qformer.encoder_width", self.video_qformer.encoder_width,
                        "image_qformer.hidden_size", self.image_qformer.hidden_size)
         if self.audio is not None and self.audio_qformer is not None:
@@ -174,22 +206,6 @@ class VideoLlamaConfig:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> VideoLlamaConfig:
-        nested = {"vision": VisionConfig, "image_qformer": QFormerConfig, "video_qformer": QFormerConfig,
-                  "audio": AudioEncoderConfig, "audio_qformer": QFormerConfig, "llm": LLMConfig,
-                  "files": CheckpointFiles}
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown config fields: {sorted(unknown)}; known: {sorted(known)}")
-        kwargs = {k: (nested[k](**v) if k in nested and v is not None else v) for k, v in data.items()}
-        return cls(**kwargs)
-
-    @classmethod
-    def from_json(cls, text: str) -> VideoLlamaConfig:
-        return cls.from_dict(json.loads(text))
-
 
 def _check_positive(obj: object, *names: str) -> None:
     for name in names:
@@ -209,16 +225,19 @@ def _require_equal(name_a: str, a: int, name_b: str, b: int) -> None:
         raise ValueError(f"{name_a} ({a}) must equal {name_b} ({b})")
 
 
-def _video_llama_2(size: str, hidden: int) -> VideoLlamaConfig:
+def _video_llama_2(size: str, hidden: int, shape: LlamaShape, llm_bytes: int) -> VideoLlamaConfig:
+    """The layout of the Hugging Face repos DAMO-NLP-SG/Video-LLaMA-2-{7B,13B}-Finetuned."""
     repo_dir = f"Video-LLaMA-2-{size}-Finetuned"
     return VideoLlamaConfig(
         name=f"video-llama-2-{size.lower()}",
-        llm=LLMConfig(hidden_size=hidden, path=f"{repo_dir}/llama-2-{size.lower()}-chat-hf", template="llama2"),
+        llm=LLMConfig(hidden_size=hidden, path=f"{repo_dir}/llama-2-{size.lower()}-chat-hf", template="llama2",
+                      shape=shape),
         files=CheckpointFiles(
             vl=f"{repo_dir}/VL_LLaMA_2_{size}_Finetuned.pth",
             al=f"{repo_dir}/AL_LLaMA_2_{size}_Finetuned.pth",
             imagebind=f"{repo_dir}/imagebind_huge.pth",
             hf_repo=f"DAMO-NLP-SG/{repo_dir}",
+            llm_bytes=llm_bytes,
         ),
     )
 
@@ -241,28 +260,31 @@ def _small(name: str, image_size: int, width: int, queries: tuple[int, int, int]
         audio_qformer=_small_qformer(width, 2, width, 1, audio_queries),
         llm=llm,
         files=CheckpointFiles(vl="tiny/VL_tiny.pth", al="tiny/AL_tiny.pth", imagebind="tiny/imagebind_huge.pth",
-                              hf_repo=""),
+                              hf_repo="", vl_bytes=0, al_bytes=0, imagebind_bytes=0, llm_bytes=0),
         random_init_seed=seed,
     )
 
 
 PRESETS: dict[str, VideoLlamaConfig] = {
-    "video-llama-2-7b": _video_llama_2("7B", 4096),
-    "video-llama-2-13b": _video_llama_2("13B", 5120),
+    "video-llama-2-7b": _video_llama_2("7B", 4096, LLAMA_2_7B, llm_bytes=13_500_000_000),
+    "video-llama-2-13b": _video_llama_2("13B", 5120, LLAMA_2_13B, llm_bytes=26_000_000_000),
+    # The Vicuna-era files of DAMO-NLP-SG/Video-LLaMA-Series (its README_Vicuna.md); Vicuna v0 itself is
+    # published only as a delta on LLaMA, so the user builds it and the repo holds no LLM.
     "video-llama-vicuna-7b": VideoLlamaConfig(
         name="video-llama-vicuna-7b",
-        llm=LLMConfig(hidden_size=4096, path="vicuna-7b-v0", template="vicuna"),
+        llm=LLMConfig(hidden_size=4096, path="vicuna-7b-v0", template="vicuna", shape=VICUNA_7B_V0),
         files=CheckpointFiles(
             vl="Video-LLaMA-Series/finetune-vicuna7b-v2.pth",
             al="Video-LLaMA-Series/finetune_vicuna7b_audiobranch.pth",
             imagebind="imagebind_huge.pth",
             hf_repo="DAMO-NLP-SG/Video-LLaMA-Series",
+            llm_bytes=0,
         ),
     ),
     # Official structure at toy size, loaded from tiny official-format files the tests write.
     "tiny": _small("tiny", image_size=28, width=32, queries=(4, 4, 2),
                    llm=LLMConfig(hidden_size=64, path="tiny/llama", template="llama2"), seed=None),
-    # The embedded default: real media path, seeded random encoders, SmolLM2 answering (DESIGN.md §5).
+    # The embedded default: real media path, seeded random encoders, SmolLM2 answering.
     "preview": _small("preview", image_size=224, width=64, queries=(32, 32, 8),
                       llm=LLMConfig(hidden_size=576, path="", format="gguf", template="chatml",
                                     context_length=2048, max_new_tokens=300), seed=0),

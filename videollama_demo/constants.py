@@ -1,4 +1,5 @@
-"""Fixed strings and numbers of the official Video-LLaMA code (spec §1.2, §3.1, §5.2).
+"""Fixed strings and numbers of the official Video-LLaMA code (`video_llama/processors/`,
+`video_llama/conversation/conversation_video.py`).
 
 Placeholder strings live here only; every other module imports them.
 """
@@ -18,7 +19,8 @@ VISUAL_SYSTEM_PROMPT = (
     "Follow the instructions carefully and explain your answers in detail."
 )
 
-# First user message of each media path, before the question is joined (spec §5.2).
+# First user message of each media path, before the question is joined (`Chat.upload_img`,
+# `Chat.upload_video`, `Chat.upload_video_without_audio`).
 IMAGE_MESSAGE = f"<Image>{IMAGE_PLACEHOLDER}</Image> "
 VIDEO_MESSAGE_PREFIX = f"<Video>{IMAGE_PLACEHOLDER}</Video> "
 # The official string literal is backslash-continued, which leaves 17 and 18 spaces in it.

@@ -8,9 +8,8 @@ from typing import Any
 
 import torch
 
-from .config import PRESETS
+from .config import DEFAULT_MAX_SECONDS, PRESETS
 from .hub import ROLE_LABELS, ROLES
-from .pipeline import DEFAULT_MAX_SECONDS
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 

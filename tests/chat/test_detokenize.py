@@ -7,8 +7,8 @@ import pytest
 
 from tests.tiny_llama import smollm2_prompt_tokenizer, tiny_llama_dir  # noqa: F401 (fixture)
 from videollama_demo.chat.detokenize import StreamDecoder
-from videollama_demo.chat.templates import Text
-from videollama_demo.model.tokenizer import (
+from videollama_demo.prompt.parts import Text
+from videollama_demo.prompt.tokenizer import (
     HFPromptTokenizer,
     PromptTokenizer,
     SentencePieceLlamaTokenizer,

@@ -13,15 +13,22 @@ from transformers import AutoModelForCausalLM, DynamicCache, LlamaConfig, LlamaF
 from tests import media_factory
 from tests.tiny_llama import tiny_llama_dir  # noqa: F401  (session fixture)
 from videollama_demo import Pipeline
-from videollama_demo.chat.generate import prefill
-from videollama_demo.chat.kv_cache import KVCacheState
 from videollama_demo.config import PRESETS, LLMConfig
-from videollama_demo.memory import FIT_TARGETS, GIB, KV_ROW, LLM_ROW, estimate_memory, llm_component, llm_shape_of
+from videollama_demo.engines.decode import prefill
+from videollama_demo.engines.kv_cache import KVCacheState
 from videollama_demo.model.llm import LoadedLLM, load_llm
-from videollama_demo.model.tokenizer import load_prompt_tokenizer
 from videollama_demo.model.video_llama import VideoLlamaEncoder
 from videollama_demo.pipeline import choose_runtime
-from videollama_demo.spaces_support import to_cpu
+from videollama_demo.pipeline.memory import (
+    FIT_TARGETS,
+    GIB,
+    KV_ROW,
+    estimate_memory,
+    llm_component,
+    llm_shape_of,
+)
+from videollama_demo.pipeline.zero_gpu import to_cpu
+from videollama_demo.prompt.tokenizer import load_prompt_tokenizer
 
 pytestmark = pytest.mark.gpu
 CUDA = torch.device("cuda")

@@ -22,7 +22,7 @@ from videollama_demo.config import AudioEncoderConfig
 from videollama_demo.media import audio as audio_module
 from videollama_demo.media import load_audio_clips, load_video_frames, uniform_indices
 from videollama_demo.media.audio import EXACT_AUDIO_MAX_SECONDS, _WindowResampler
-from videollama_demo.media.video import SEEK_FROM_SECONDS, indexed_frame_count
+from videollama_demo.media.frame_index import SEEK_FROM_SECONDS, indexed_frame_count
 
 CONFIG = AudioEncoderConfig()
 LONG_SECONDS = 150  # above both thresholds

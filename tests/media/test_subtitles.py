@@ -90,7 +90,8 @@ def test_bad_subtitle_files_are_clear_errors(tmp_path: Path, content: bytes, phr
 @pytest.mark.parametrize("container,codec", [("mp4", "mov_text"), ("mkv", "webvtt"), ("mkv", "ass")])
 def test_subtitle_stream_inside_the_video(tmp_path: Path, container: str, codec: str) -> None:
     srt = tmp_path / "in.srt"
-    srt.write_text(SRT.replace("00:00:01,500 --> 00:00:04,000", "00:00:02,500 --> 00:00:04,000"))  # mov_text cannot overlap
+    # mov_text cannot overlap
+    srt.write_text(SRT.replace("00:00:01,500 --> 00:00:04,000", "00:00:02,500 --> 00:00:04,000"))
     video = tmp_path / f"with_subs.{container}"
     factory.run_ffmpeg("-f", "lavfi", "-i", "testsrc=duration=5:size=64x48:rate=10", "-i", str(srt),
                        "-c:v", "libx264", "-c:s", codec, str(video))
@@ -102,7 +103,8 @@ def test_a_video_without_subtitles_has_none(tmp_path: Path) -> None:
 
 
 def test_each_frame_owns_half_the_gap_to_its_neighbours() -> None:
-    assert frame_windows([0.0, 2.0, 4.0], 6.0) == [(0.0, 1.0), (1.0, 3.0), (3.0, 6.0)]
+    assert frame_windows([0.0, 2.0, 4.0], 0.0, 6.0) == [(0.0, 1.0), (1.0, 3.0), (3.0, 6.0)]
+    assert frame_windows([11.0, 13.0], 10.0, 14.0) == [(10.0, 12.0), (12.0, 14.0)]  # a time range
 
 
 def test_transcript_puts_what_is_said_beside_each_frame() -> None:

@@ -16,8 +16,8 @@ from safetensors.torch import load_file
 from transformers import DynamicCache, LlamaForCausalLM
 
 from tests.tiny_llama import tiny_llama_dir, write_tiny_llama_dir  # noqa: F401  (session fixture)
-from videollama_demo.chat.generate import prefill
 from videollama_demo.config import LLMConfig
+from videollama_demo.engines.decode import prefill
 from videollama_demo.model.llm import LLMLoadError, bitsandbytes_config, load_llm, placement_options
 
 CPU = torch.device("cpu")

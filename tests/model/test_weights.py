@@ -16,8 +16,15 @@ import torch
 from tests.official_format import save, write_official_checkpoints
 from videollama_demo.config import LLMConfig, VideoLlamaConfig
 from videollama_demo.model.video_llama import VideoLlamaEncoder
-from videollama_demo.model.weights import (FUSED_KEYS, KEY_TABLE, CheckpointError, LoadReport, OfficialPaths,
-                                           load_official_weights, plan_sources)
+from videollama_demo.model.weights import (
+    FUSED_KEYS,
+    KEY_TABLE,
+    CheckpointError,
+    LoadReport,
+    OfficialPaths,
+    load_official_weights,
+    plan_sources,
+)
 
 
 def _file_keys(path: Path, entry: str | None = None, prefix: str = "") -> set[str]:

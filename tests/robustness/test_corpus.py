@@ -35,13 +35,13 @@ def test_the_corpus_is_big_enough() -> None:
 def test_upload(case: Case, tiny_pipeline: Pipeline, corpus_dir: Path, shared_media: dict[str, Path]) -> None:
     path = build_case(case, corpus_dir / case.name.replace(" ", "_"))
     session = tiny_pipeline.new_session()
-    session.add_media(shared_media["video"])
+    session.add_media(tiny_pipeline.encode(shared_media["video"]))
     "".join(session.ask("What happens?", **GREEDY))
     before = [(turn.question, turn.answer) for turn in session.turns]
 
     started = time.monotonic()
     try:
-        encoding = session.add_media(path)
+        encoding = session.add_media(tiny_pipeline.encode(path))
     except MediaError as err:
         elapsed = time.monotonic() - started
         assert case.outcome in ("error", "either"), f"{case.name} should encode but raised: {err}"
@@ -68,7 +68,7 @@ def test_a_video_over_the_length_limit_is_refused_before_decoding(tiny_pipeline:
     limit, tiny_pipeline.max_seconds = tiny_pipeline.max_seconds, 2.0
     try:
         with pytest.raises(MediaError, match=r"is 3\.0 s long; this server accepts videos up to 2\.0 s"):
-            session.add_media(shared_media["video"])
+            session.add_media(tiny_pipeline.encode(shared_media["video"]))
     finally:
         tiny_pipeline.max_seconds = limit
     assert session.media is None

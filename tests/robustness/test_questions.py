@@ -5,7 +5,7 @@ inspected: a refusal must come with a clear message, no model call and no new tu
 stay text: one splice per media row, and exactly the special tokens (role markers, `</s>`) that a
 plain question gets. Two servers: the preview (SmolLM2, ChatML markers `<|im_start|>`...) and the
 tiny official-format model (LLaMA-2 template, where `</s>` is EOS and `[INST]` opens a turn).
-The templates' defusing itself is unit-tested in tests/chat/test_templates.py; this is the app.
+The templates' defusing itself is unit-tested in tests/prompt/test_templates.py; this is the app.
 """
 
 from __future__ import annotations
@@ -17,12 +17,11 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from tests.robustness.test_sessions import Server, serve
+from tests.robustness.test_sessions import Server, cached_keys, serve
 from tests.ui.conftest import engine_answers, transcript
 from tests.ui.test_api import ask, upload
 from videollama_demo import Pipeline, load_pipeline
-from videollama_demo.chat.conversation import ChatSession
-from videollama_demo.chat.templates import PromptState
+from videollama_demo.chat.conversation import ChatSession, Turn
 
 SHORT = {"temperature": 0.0, "top_p": 0.9, "max_new_tokens": 6, "repetition_penalty": 1.0}
 BENIGN = "What is it?"
@@ -64,8 +63,8 @@ def turns_of(chat: ChatSession) -> list[tuple[str, str | None, bool]]:
 
 def prompt_keys(chat: ChatSession, turns: tuple[tuple[str, str | None], ...]) -> list:
     """What the model is fed for `turns` in this conversation: token ids, and (media, block, row) keys."""
-    state = PromptState(chat._system, chat._media_message, turns)
-    return chat._prompt_keys(state)[0]
+    assert chat.first_visible_turn == 0  # every turn given is seen by the model
+    return chat._prompt_keys([Turn(question, answer) for question, answer in turns])[0]
 
 
 def special_ids(server: Server) -> set[int]:
@@ -83,7 +82,7 @@ def special_ids(server: Server) -> set[int]:
 def test_empty_and_blank_questions_are_refused_without_a_model_call(server: Server, client: Client) -> None:
     ask(client, BENIGN, **SHORT)
     page = server.page(client)
-    before, cached = turns_of(page.chat), list(page.chat._kv.keys)
+    before, cached = turns_of(page.chat), cached_keys(server.pipeline, page.chat)
     calls = []
     hook = server.pipeline.llm.model.register_forward_hook(lambda *_: calls.append(1))
     try:
@@ -93,7 +92,7 @@ def test_empty_and_blank_questions_are_refused_without_a_model_call(server: Serv
     finally:
         hook.remove()
     assert calls == []
-    assert turns_of(page.chat) == before and page.chat._kv.keys == cached
+    assert turns_of(page.chat) == before and cached_keys(server.pipeline, page.chat) == cached
 
 
 @pytest.fixture(scope="module")
@@ -144,5 +143,5 @@ def test_markup_in_a_question_is_asked_as_text(server: Server, client: Client, q
     assert len(media_rows) == len(set(media_rows)) == sum(block.shape[1] for block in page.chat.media.blocks())
     assert [k for k in answered if k in specials or isinstance(k, tuple)] == \
            [k for k in plain if k in specials or isinstance(k, tuple)]
-    cached = page.chat._kv.keys  # what the model was fed (unless the pool has dropped it since)
+    cached = cached_keys(server.pipeline, page.chat)  # what the model was fed (unless the pool has dropped it since)
     assert not cached or cached[:len(hostile)] == hostile

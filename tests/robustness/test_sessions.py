@@ -25,8 +25,10 @@ from gradio_client import Client
 from tests import media_factory
 from tests.ui.conftest import GREEDY, engine_answers, free_port, message_text, transcript
 from tests.ui.test_api import ask, upload
-from videollama_demo import Pipeline
-from videollama_demo.chat.kv_cache import KVCachePool
+from videollama_demo import Pipeline, Reading
+from videollama_demo.chat.conversation import ChatSession
+from videollama_demo.engines.kv_cache import KVCachePool, KVCacheState
+from videollama_demo.engines.local import LocalEngine
 from videollama_demo.ui import UIOptions, build_demo, launch_demo
 from videollama_demo.ui.actions import PageActions, PageSession
 from videollama_demo.ui.view import STOPPED_NOTE
@@ -59,12 +61,28 @@ class Server:
 
     @property
     def pool(self) -> KVCachePool:
-        return self.pipeline._kv_pool
+        return self.pipeline.engine.pool
 
     def cached_pages(self) -> int:
-        """Tabs whose conversation holds a KV cache right now, counted on the sessions themselves
-        (not from the pool's own bookkeeping)."""
-        return sum(page.chat._kv.cache is not None for page in list(self.actions._pages.values()))
+        """Tabs whose conversation holds a KV cache right now, counted tab by tab, each looked up
+        under its own conversation id (not from the pool's own count)."""
+        return sum(has_cache(self.pipeline, page.chat) for page in list(self.actions._pages.values()))
+
+
+def kv_state(pipeline: Pipeline, chat: ChatSession) -> KVCacheState | None:
+    """The KV cache state the pipeline's local engine keeps under `chat`'s conversation id."""
+    return pipeline.engine.pool._states.get(chat._id)
+
+
+def has_cache(pipeline: Pipeline, chat: ChatSession) -> bool:
+    state = kv_state(pipeline, chat)
+    return state is not None and state.cache is not None
+
+
+def cached_keys(pipeline: Pipeline, chat: ChatSession) -> list:
+    """The keys of the positions in `chat`'s kept KV cache: what the model was fed ([] if none)."""
+    state = kv_state(pipeline, chat)
+    return list(state.keys) if state is not None else []
 
 
 @contextlib.contextmanager
@@ -101,8 +119,9 @@ def busy_server(preview_pipeline: Pipeline, examples_dir: Path) -> Iterator[Serv
 def small_server(preview_pipeline: Pipeline, examples_dir: Path) -> Iterator[Server]:
     """One model job at a time and room for two KV caches: the same model, loaded once."""
     p = preview_pipeline
-    pipeline = Pipeline(p.config, p.encoder, p.llm, p.runtime, p.preview_reason, kv_cache_sessions=SMALL_POOL,
-                        encode_cache=p.encode_cache, decoder=p.decoder, max_seconds=p.max_seconds)
+    pipeline = Pipeline(p.config, p.encoder, p.llm, p.runtime, engine=LocalEngine(p.llm, SMALL_POOL),
+                        preview_reason=p.preview_reason, encode_cache=p.encode_cache, decoder=p.decoder,
+                        max_seconds=p.max_seconds)
     with serve(pipeline, 1, examples_dir) as server:
         yield server
 
@@ -235,7 +254,8 @@ def test_eight_tabs_at_once_each_get_their_own_answers(busy_server: Server, medi
             # The server's side of this tab: its own file, and a KV cache (unless the pool dropped
             # it) whose media positions all come from its own encoding.
             page = busy_server.page(client)
-            foreign = {key[0] for key in page.chat._kv.keys if isinstance(key, tuple)} - {page.chat._media_id}
+            keys = cached_keys(busy_server.pipeline, page.chat)
+            foreign = {key[0] for key in keys if isinstance(key, tuple)} - {page.chat._media_id}
             return transcript(updates[-1]), spans, page.file_name, foreign
         finally:
             client.close()
@@ -263,11 +283,11 @@ def test_kv_caches_stay_capped_and_a_dropped_one_is_rebuilt(small_server: Server
             upload(client, path)
             ask_short(client, questions_of(tab)[0])
         first = small_server.page(clients[0])
-        assert first.chat._kv.cache is None
+        assert not has_cache(small_server.pipeline, first.chat)
         assert pool.cached_sessions() == small_server.cached_pages() == SMALL_POOL
         # Its follow-up is prefilled again from scratch and is the answer a kept cache gives.
         assert transcript(ask_short(clients[0], questions_of(0)[1])[-1]) == references[0]
-        assert first.chat._kv.cache is not None
+        assert has_cache(small_server.pipeline, first.chat)
     finally:
         for client in clients:
             client.close()
@@ -415,7 +435,7 @@ def test_a_closed_browser_tab_stops_its_answer_and_frees_its_session(small_serve
             # the state's delete callback).
             wait_until(lambda: is_settled(page) and page.chat.media is None, 30, "the closed tab is cleaned up")
             assert turn.stopped and len(turn.answer.split()) < 60
-            assert page.chat.turns == [] and page.chat._kv.cache is None
+            assert page.chat.turns == [] and not has_cache(small_server.pipeline, page.chat)
             assert session_hash not in small_server.actions._pages
             answer_promptly(small_server, media[7], references[7])  # the model slot is free
         finally:
@@ -428,11 +448,11 @@ def test_a_new_conversation_between_question_and_first_token_stays_clean(preview
                                                                          media: list[Path]) -> None:
     actions = PageActions(preview_pipeline)
     page = PageSession(preview_pipeline.new_session())
-    page.chat.add_media(media[1], use_audio=True, num_frames=8)
+    page.chat.add_media(preview_pipeline.encode(media[1], Reading(use_audio=True, num_frames=8)))
     answering = actions.ask(LONG_QUESTION, **SHORT, time_from="", time_to="", times_in_question=False, page=page)
     next(answering)  # the page shows the question; the engine has not produced a token yet
     # A new upload in the same tab, from another request: the upload handler starts the new
     # conversation without waiting for this answer (New chat waits for it to end first).
-    new_file = page.chat.add_media(media[2], use_audio=True, num_frames=8)
+    new_file = page.chat.add_media(preview_pipeline.encode(media[2], Reading(use_audio=True, num_frames=8)))
     list(answering)
     assert page.chat.turns == [] and page.chat.media is new_file

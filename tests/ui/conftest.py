@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from gradio_client import Client
 
-from videollama_demo import Pipeline
+from videollama_demo import Pipeline, Reading
 from videollama_demo.ui import UIOptions, build_demo, launch_demo
 
 # Greedy and short: answers are deterministic and each takes about a second on a CPU.
@@ -65,7 +65,7 @@ def engine_answers(pipeline: Pipeline, media: Path, questions: list[str], sampli
     """The reference: the same questions asked through the engine alone, in a fresh session, with
     the page's default media settings (audio on, 8 frames)."""
     session = pipeline.new_session()
-    session.add_media(media, use_audio=True, num_frames=8)
+    session.add_media(pipeline.encode(media, Reading(use_audio=True, num_frames=8)))
     answers = []
     for question in questions:
         reply = session.ask(question, **sampling)

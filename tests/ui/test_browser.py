@@ -184,7 +184,8 @@ def test_a_time_in_an_answer_seeks_the_player_and_marks_the_nearest_frame(
     link.click()
     page.wait_for_function(f"() => Math.abs(document.querySelector('#player video').currentTime - {cited}) < 0.05")
     assert "#t=" not in page.url  # the click was handled by the page, not followed as a link
-    captions = [float(text.removesuffix(" s")) for text in page.locator("#frames-strip .caption-label").all_inner_texts()]
+    labels = page.locator("#frames-strip .caption-label").all_inner_texts()
+    captions = [float(text.removesuffix(" s")) for text in labels]
     marked = page.locator("#frames-strip .thumbnail-item.cited-frame")
     expect(marked).to_have_count(1)
     marked_time = float(marked.inner_text().removesuffix(" s"))

@@ -12,9 +12,9 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from tests import media_factory as factory
-from tests.ui.conftest import GREEDY, LiveApp, message_text, transcript
+from tests.ui.conftest import GREEDY, message_text, transcript
 from tests.ui.test_api import UPLOAD_OUTPUTS, ask
-from videollama_demo import Pipeline
+from videollama_demo import Pipeline, Reading
 from videollama_demo.media.subtitles import parse_transcript
 
 SRT = "1\n00:00:00,200 --> 00:00:01,000\nHello there.\n\n2\n00:00:02,000 --> 00:00:02,900\nThe dog barks.\n"
@@ -38,11 +38,14 @@ def upload(client: Client, path: Path, **reading) -> dict:
     return dict(zip(UPLOAD_OUTPUTS, shown, strict=True))
 
 
-def engine_answer(pipeline: Pipeline, path: Path, question: str, ask_options: dict | None = None,
-                  **encode_options) -> str:
+def engine_answer(pipeline: Pipeline, path: Path, question: str, clip_options: dict | None = None,
+                  **reading_options) -> str:
+    """The engine's own answer: the page's default reading (audio on, 8 frames) changed by
+    `reading_options` (a `Reading`'s fields); `clip_options` go to `Pipeline.question_clip`."""
     session = pipeline.new_session()
-    session.add_media(pipeline.encode(path, use_audio=True, num_frames=8, **encode_options))
-    reply = session.ask(question, **GREEDY, **(ask_options or {}))
+    media = session.add_media(pipeline.encode(path, Reading(use_audio=True, num_frames=8, **reading_options)))
+    clip = pipeline.question_clip(media, question, **clip_options) if clip_options else None
+    reply = session.ask(question, clip=clip, **GREEDY)
     "".join(reply)
     return reply.text
 
@@ -63,7 +66,7 @@ def test_a_subtitle_file_goes_into_the_prompt_and_the_transcript_can_be_edited(
     question = "What does the person say?"
     page_answer = last_answer(ask(client, question)[-1])
     assert page_answer == engine_answer(preview_pipeline, files["video"], question,
-                                        subtitles=parse_transcript(SRT))
+                                        subtitles="given", cues=tuple(parse_transcript(SRT)))
 
     edited = shown["transcript"].replace("The dog barks.", "The cat sleeps quietly.")
     after = dict(zip(UPLOAD_OUTPUTS, client.predict(edited, True, 8, False, 0, api_name="/apply_transcript"),
@@ -72,7 +75,7 @@ def test_a_subtitle_file_goes_into_the_prompt_and_the_transcript_can_be_edited(
     assert "**Subtitles:** 14 of 14 words" in after["seen"]
     page_answer = last_answer(ask(client, question)[-1])
     assert page_answer == engine_answer(preview_pipeline, files["video"], question,
-                                        subtitles=parse_transcript(edited))
+                                        subtitles="given", cues=tuple(parse_transcript(edited)))
 
 
 def test_a_transcript_without_timings_is_refused_and_the_conversation_stays(client: Client,
@@ -94,7 +97,7 @@ def test_long_video_mode_shows_its_budget_then_reads_segments(client: Client, pr
     assert len(segmented["frames"]) == 24
     question = "What changes over time?"
     assert last_answer(ask(client, question)[-1]) == engine_answer(preview_pipeline, files["long"], question,
-                                                                    segments=3)
+                                                                    long_video=True, segments=3)
 
 
 def test_a_question_about_a_span_is_answered_from_that_span(client: Client, preview_pipeline: Pipeline,

@@ -149,7 +149,8 @@ def test_seen_summary_names_the_file_frames_and_audio() -> None:
 
 # -- header -------------------------------------------------------------------------------------
 
-PREVIEW = view.ModelFacts(name="preview", is_preview=True, preview_reason="no Video-LLaMA weights found: 6 files missing.",
+PREVIEW = view.ModelFacts(name="preview", is_preview=True,
+                          preview_reason="no Video-LLaMA weights found: 6 files missing.",
                           device="cpu", dtype="float32", has_audio=True)
 
 

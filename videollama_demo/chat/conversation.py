@@ -1,7 +1,9 @@
-"""One browser session's conversation: its medium, its turns and its KV cache.
+"""One browser session's conversation: its medium, its turns, and the answers streamed from an engine.
 
 `ChatSession.ask` streams an answer as text deltas. Settings that change answers (temperature,
-frames, audio) are arguments of the session's calls, never written to the shared model.
+frames, audio) are arguments of the session's calls, never written to the shared model. The
+session knows text, token ids and embeddings, never files: whoever handles a question about a
+part of the video encodes that clip and passes it in (`ask(question, clip=...)`).
 """
 
 from __future__ import annotations
@@ -9,37 +11,39 @@ from __future__ import annotations
 import contextlib
 import itertools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Protocol
 
 import torch
-from transformers import DynamicCache
 
 from ..encoding import MediaEncoding
-from ..model.llm import LoadedLLM
+from ..engines.base import Engine, GenerationRequest, PositionKey, SamplingSettings
+from ..prompt.media_prompts import clip_parts, encoding_prompt
+from ..prompt.parts import Part, PromptState
+from ..prompt.templates import style_for
+from ..prompt.tokenizer import PromptTokenizer
 from .detokenize import StreamDecoder
-from .generate import SamplingSettings, generate_tokens, prefill
-from .kv_cache import KVCachePool, KVCacheState, PositionKey
-from .templates import (
-    Media,
-    MediaPrompt,
-    Part,
-    PromptState,
-    media_prompt,
-    segments_prompt,
-    style_for,
-    time_range_parts,
-    with_subtitles,
-)
-from .timecodes import find_time_range, format_time
+from .splice import Block, embed_positions, splice_keys
 
-Encoder = Callable[..., MediaEncoding]
 _media_ids = itertools.count()
+Blocks = dict[Block, torch.Tensor]
+_conversation_ids = itertools.count()
 
 
 class ChatError(Exception):
     """A request the session cannot serve; the message tells the user what to do."""
+
+
+class TextModel(Protocol):
+    """What a conversation needs of the LLM: its tokenizer, its token embeddings, its context."""
+
+    tokenizer: PromptTokenizer
+    context_length: int
+    device: torch.device
+    dtype: torch.dtype
+
+    def embed_tokens(self, ids: list[int]) -> torch.Tensor: ...
 
 
 @dataclass(eq=False)
@@ -47,22 +51,13 @@ class Turn:
     question: str
     answer: str | None = None  # None while it is being answered
     stopped: bool = False  # the user pressed Stop: `answer` is the partial text
-    time_range: tuple[float, float] | None = None  # seconds the question was answered from
-    clip: MediaEncoding | None = None  # the clip sampled inside `time_range`, shown with the question
+    clip: MediaEncoding | None = None  # a part of the video sampled for this question, shown with it
     clip_id: int = -1
 
-
-def encoding_prompt(encoding: MediaEncoding) -> MediaPrompt:
-    """The prompt start for an encoding: the official one, plus its subtitles when it has them;
-    in long-video mode one timed block per segment."""
-    lines = encoding.transcript.lines if encoding.transcript is not None else ()
-    if encoding.is_segmented:
-        said = dict(lines)
-        spans = list(encoding.segment_spans)
-        duration = encoding.info.duration or spans[-1][1]
-        return segments_prompt(duration, spans, len(encoding.frame_times) // len(spans), encoding.uses_audio,
-                               [said.get(start, "") for start, _ in spans])
-    return with_subtitles(media_prompt(encoding.kind, encoding.uses_audio, encoding.message), lines)
+    @property
+    def time_range(self) -> tuple[float, float] | None:
+        """Seconds the question was answered from (None: the whole medium)."""
+        return self.clip.segment_spans[0] if self.clip is not None else None
 
 
 class Reply:
@@ -74,7 +69,7 @@ class Reply:
         self.text = ""
         self.stopped = False
         self.prefilled = 0  # prompt positions computed for this answer
-        self.reused = 0  # prompt positions taken from the kept KV cache
+        self.reused = 0  # prompt positions taken from a kept KV cache
         self._deltas: Iterator[str] = iter(())
 
     def __iter__(self) -> Iterator[str]:
@@ -87,50 +82,12 @@ class Reply:
         self._deltas.close()  # type: ignore[attr-defined]
 
 
-# Answers a whole prompt from scratch (keys, media blocks on the CPU, settings, stop ids) -> token ids.
-# Used on ZeroGPU, where each answer runs in a GPU worker process and no KV cache outlives it.
-RemoteAnswerer = Callable[[list[PositionKey], dict[tuple[int, int], torch.Tensor], SamplingSettings,
-                           frozenset[int]], Iterator[int]]
-
-
-def embed_positions(llm: LoadedLLM, keys: list[PositionKey],
-                    blocks: dict[tuple[int, int], torch.Tensor]) -> torch.Tensor:
-    """(1, len(keys), H): runs of token embeddings and media rows, spliced in the order of `keys`."""
-    device, dtype = llm.device, llm.model.get_input_embeddings().weight.dtype
-    pieces: list[torch.Tensor] = []
-    for is_text, run in itertools.groupby(keys, key=lambda key: isinstance(key, int)):
-        run = list(run)
-        if is_text:
-            pieces.append(llm.embed_tokens(run))  # (1, n, H)
-            continue
-        for block, rows in itertools.groupby(run, key=lambda key: key[:2]):
-            rows = [row for _, _, row in rows]
-            pieces.append(blocks[block][:, rows[0]:rows[-1] + 1])  # (1, n, H), rows are consecutive
-    return torch.cat([p.to(device=device, dtype=dtype) for p in pieces], dim=1)
-
-
-def answer_from_scratch(llm: LoadedLLM) -> RemoteAnswerer:
-    """A RemoteAnswerer for `llm`: embed every position, prefill a fresh cache, stream token ids.
-
-    Only plain data crosses the call (position keys, CPU tensors, settings), so it can run in
-    another process; the model is reached through the closure (ZeroGPU forks its worker)."""
-    def answer(keys: list[PositionKey], blocks: dict[tuple[int, int], torch.Tensor], settings: SamplingSettings,
-               stop_ids: frozenset[int]) -> Iterator[int]:
-        cache = DynamicCache(config=llm.model.config)
-        first_logits = prefill(llm.model, embed_positions(llm, keys, blocks), cache)
-        yield from generate_tokens(llm.model, cache, first_logits, settings, stop_ids)
-    return answer
-
-
 class ChatSession:
-    def __init__(self, llm: LoadedLLM, template: str, encode: Encoder, kv_pool: KVCachePool,
-                 remote_answerer: RemoteAnswerer | None = None) -> None:
-        self._llm = llm
-        self._remote = remote_answerer  # set on ZeroGPU: every answer re-prefills in a GPU worker
+    def __init__(self, text_model: TextModel, template: str, engine: Engine) -> None:
+        self._text = text_model
         self._style = style_for(template)
-        self._encode = encode
-        self._pool = kv_pool
-        self._kv = KVCacheState(llm.model.config)
+        self._engine = engine
+        self._id = ("conversation", next(_conversation_ids))  # the engine keeps its cache under this
         self._lock = threading.Lock()
         self._cancel = threading.Event()
         # An answer starts streaming only when its first word is asked for. These counters tell it
@@ -140,28 +97,22 @@ class ChatSession:
         self.media: MediaEncoding | None = None
         self._media_id = -1
         self._system = ""
-        self._media_message: tuple = ()
+        self._media_message: tuple[Part, ...] = ()
         self.turns: list[Turn] = []
         self.first_visible_turn = 0  # turns before this one no longer fit the context
 
     # -- media ---------------------------------------------------------------------------
-    def add_media(self, media: str | Path | MediaEncoding, use_audio: bool = True,
-                  num_frames: int | None = None) -> MediaEncoding:
-        """Encode a file (or take an encoding) and start a new conversation about it."""
-        encoding = media if isinstance(media, MediaEncoding) else self._encode(
-            media, use_audio=use_audio, num_frames=num_frames)
+    def add_media(self, encoding: MediaEncoding) -> MediaEncoding:
+        """Start a new conversation about `encoding` (from `Pipeline.encode`)."""
         with self._exclusive():
-            self._start_conversation(encoding)
+            self.media = encoding
+            self._media_id = next(_media_ids)
+            self._system, self._media_message = encoding_prompt(encoding)
+            self._clear_turns()
         return encoding
 
-    def _start_conversation(self, encoding: MediaEncoding) -> None:
-        self.media = encoding
-        self._media_id = next(_media_ids)
-        self._system, self._media_message = encoding_prompt(encoding)
-        self._clear_turns()
-
     def reset(self) -> None:
-        """Forget the medium and every turn."""
+        """Forget the medium and every turn, and what the engine keeps for them."""
         with self._exclusive():
             self.media = None
             self._clear_turns()
@@ -169,27 +120,21 @@ class ChatSession:
     def _clear_turns(self) -> None:
         self.turns = []
         self.first_visible_turn = 0
-        self._kv.drop()
+        self._engine.forget(self._id)
 
     # -- turns ---------------------------------------------------------------------------
-    def ask(self, question: str, time_range: tuple[float, float] | None = None, detect_time_range: bool = False,
-            **sampling: float | int | None) -> Reply:
+    def ask(self, question: str, clip: MediaEncoding | None = None, **sampling: float | int | None) -> Reply:
         """Start answering `question`; iterate the returned Reply for the streamed text.
 
-        `time_range` (start, end) seconds answers from frames sampled inside that span (an official
-        clip, with its audio when the medium uses audio), shown with this question. Without it, a span
-        written in the question ("between 2:10 and 3:00") is used when `detect_time_range` is on (off by
-        default: the official prompt never changes unless asked). Raises MediaError if the clip cannot be read."""
+        `clip` (an encoding of a part of the video, `Pipeline.question_clip`) is shown with this
+        question and answered from."""
         settings = SamplingSettings(**{k: v for k, v in sampling.items() if v is not None})
         question = question.strip()
         if self.media is None:
             raise ChatError("Upload a video or an image first, then ask about it.")
         if not question:
             raise ChatError("Type a question first.")
-        turn = Turn(question)
-        span = self._time_range(question, time_range, detect_time_range)
-        if span is not None:
-            turn.time_range, turn.clip, turn.clip_id = span, self._range_clip(span), next(_media_ids)
+        turn = Turn(question, clip=clip, clip_id=next(_media_ids) if clip is not None else -1)
         reply = Reply()
         reply._deltas = self._answer(turn, settings, reply, self._version, self._stop_requests)
         return reply
@@ -200,24 +145,24 @@ class ChatSession:
             return self.turns.pop() if self.turns else None
 
     def retry(self, **sampling: float | int | None) -> Reply:
-        """Answer the last question again, as if it had just been asked."""
+        """Answer the last question again (from the same part of the video), as if just asked."""
         last = self.undo()
         if last is None:
             raise ChatError("There is no question to answer again yet.")
-        return self.ask(last.question, time_range=last.time_range, detect_time_range=False, **sampling)
+        return self.ask(last.question, clip=last.clip, **sampling)
 
     def prompt_text(self, next_question: str | None = None) -> str:
         """The prompt string the model sees (with default settings: the official one).
 
         With `next_question`, the prompt it would see for that question, answered next."""
-        return self._style.prompt_text(self._style.render(self._prompt_state(next_question)))
+        return self._style.prompt_text(self._style.render(self._prompt_state(self.turns, next_question)))
 
     def prompt_embeddings(self, next_question: str | None = None) -> torch.Tensor:
-        """(1, L, H) the LLM input for the prompt above: token embeddings with media spliced in."""
+        """(L, H) the LLM input for the prompt above: token embeddings with media spliced in.
+        Exactly what an engine is sent."""
         if self.media is None:
             raise ChatError("Upload a video or an image first, then ask about it.")
-        keys, blocks = self._prompt_keys(self._prompt_state(next_question))
-        return self._embed(keys, blocks)
+        return self._embed(*self._prompt_keys(self.turns, next_question))
 
     def cancel(self) -> None:
         """Ask a running answer to end at its next token (Stop from another thread); an answer
@@ -226,14 +171,14 @@ class ChatSession:
         self._cancel.set()
 
     # -- internals -----------------------------------------------------------------------
-    def _prompt_state(self, next_question: str | None = None) -> PromptState:
-        visible = self.turns[self.first_visible_turn:]
-        turns = tuple((t.question, t.answer) for t in visible)
+    def _prompt_state(self, turns: list[Turn], next_question: str | None = None) -> PromptState:
+        visible = turns[self.first_visible_turn:]
+        asked = tuple((t.question, t.answer) for t in visible)
         if next_question is not None:
-            turns += ((next_question.strip(), None),)
+            asked += ((next_question.strip(), None),)
         if not any(t.clip is not None for t in visible):
-            return PromptState(self._system, self._media_message, turns)  # the official state
-        return PromptState(self._system, self._media_message, turns, self._turn_media(visible))
+            return PromptState(self._system, self._media_message, asked)  # the official state
+        return PromptState(self._system, self._media_message, asked, self._turn_media(visible))
 
     def _turn_media(self, visible: list[Turn]) -> tuple[tuple[Part, ...], ...]:
         """Each visible turn's clip as parts, its blocks numbered after the medium's and earlier clips'."""
@@ -241,51 +186,29 @@ class ChatSession:
         first_block = len(self.media.blocks())
         result = []
         for turn in visible:
-            if turn.clip is None or turn.time_range is None:
+            if turn.clip is None:
                 result.append(())
                 continue
-            lines = turn.clip.transcript.lines if turn.clip.transcript is not None else ()
-            result.append(time_range_parts(*turn.time_range, turn.clip.uses_audio, first_block,
-                                           turn.clip.message, lines))
+            result.append(clip_parts(turn.clip, first_block))
             first_block += len(turn.clip.blocks())
         return tuple(result)
 
-    def _visible_blocks(self) -> list[tuple[int, int, torch.Tensor]]:
+    def _visible_blocks(self, turns: list[Turn]) -> list[tuple[int, int, torch.Tensor]]:
         """(owner id, block number within its owner, block) in prompt numbering. The owner id (the
-        medium's or a turn clip's) keeps a block's cache keys the same when older turns are dropped."""
+        medium's or a turn clip's) keeps a block's keys the same when older turns are dropped."""
         assert self.media is not None
         blocks = [(self._media_id, index, block) for index, block in enumerate(self.media.blocks())]
-        for turn in self.turns[self.first_visible_turn:]:
+        for turn in turns[self.first_visible_turn:]:
             if turn.clip is not None:
                 blocks += [(turn.clip_id, index, block) for index, block in enumerate(turn.clip.blocks())]
         return blocks
 
-    def _time_range(self, question: str, given: tuple[float, float] | None, detect: bool) -> tuple[float, float] | None:
-        """The span to answer from: the given one (checked), else one found in the question that
-        lies in the video, else None."""
-        assert self.media is not None
-        duration = self.media.info.duration
-        if given is None:
-            found = find_time_range(question) if detect and self._encode is not None else None
-            if found is None or self.media.kind != "video" or (duration is not None and found[0] >= duration):
-                return None
-            given = found
-        start, end = float(given[0]), float(given[1])
-        if self.media.kind != "video":
-            raise ChatError("A time range needs a video, and this is an image.")
-        if not 0 <= start < end:
-            raise ChatError(f"A time range needs a start before its end (got {start:g} to {end:g} s).")
-        if duration is not None and start >= duration:
-            raise ChatError(f"The range starts after the video ends (it is {format_time(duration)} long).")
-        return start, min(end, duration) if duration is not None else end
+    def _prompt_keys(self, turns: list[Turn], next_question: str | None = None) -> tuple[list[PositionKey], Blocks]:
+        items = self._text.tokenizer.encode_parts(self._style.render(self._prompt_state(turns, next_question)))
+        return splice_keys(items, self._visible_blocks(turns))
 
-    def _range_clip(self, span: tuple[float, float]) -> MediaEncoding:
-        """An official clip sampled inside `span`, with the medium's settings (frames, audio, subtitles)."""
-        assert self.media is not None
-        frames = len(self.media.frame_times) // max(len(self.media.segment_spans), 1)
-        subtitles = list(self.media.subtitles) if self.media.transcript is not None else None
-        return self._encode(self.media.info.path, use_audio=self.media.uses_audio, num_frames=frames,
-                            time_range=span, subtitles=subtitles)
+    def _embed(self, keys: list[PositionKey], blocks: Blocks) -> torch.Tensor:
+        return embed_positions(self._text.embed_tokens, keys, blocks, self._text.dtype, self._text.device)
 
     def _answer(self, turn: Turn, settings: SamplingSettings, reply: Reply, version: int,
                 stop_requests: int) -> Iterator[str]:
@@ -299,9 +222,9 @@ class ChatSession:
         if stop_requests != self._stop_requests:
             self._cancel.set()  # Stop came before the first word: the question stays, unanswered
         self.turns.append(turn)
-        self._pool.checkout(id(self), self._kv)
-        decoder = StreamDecoder(self._llm.tokenizer.decode, self._style.stop_strings)
+        decoder = StreamDecoder(self._text.tokenizer.decode, self._style.stop_strings)
         generated: list[int] = []
+        tokens: Iterator[int] | None = None
         try:
             if self._cancel.is_set():
                 return
@@ -322,56 +245,33 @@ class ChatSession:
         except BaseException:
             if not generated:
                 self.turns.remove(turn)  # nothing was said: the conversation is as before
-                self._kv.drop()
             raise
         finally:
-            self._finish_turn(turn, decoder, generated, reply)
+            if tokens is not None:
+                tokens.close()  # type: ignore[attr-defined]  # ends the engine's request (Stop)
+            self._finish_turn(turn, decoder, reply)
 
     def _start_generation(self, settings: SamplingSettings, reply: Reply) -> Iterator[int]:
-        keys, embed_source = self._fit_context(settings, reply)
-        stop_ids = frozenset({self._llm.tokenizer.eos_token_id})
-        if self._remote is not None:  # the same positions, prefilled from scratch where the GPU is
-            self._kv.drop()
-            reply.reused, reply.prefilled = 0, len(keys)
-            blocks = {key: block.detach().to("cpu") for key, block in embed_source.items()}
-            return self._remote(keys, blocks, settings, stop_ids)
-        start = self._kv.reuse_prefix(keys)
-        reply.reused, reply.prefilled = start, len(keys) - start
-        embeds = self._embed(keys[start:], embed_source)  # (1, L - start, H)
-        first_logits = prefill(self._llm.model, embeds, self._kv.cache)
-        self._kv.keys.extend(keys[start:])
-        return generate_tokens(self._llm.model, self._kv.cache, first_logits, settings, stop_ids)
+        keys, blocks = self._fit_context(settings, reply)
+        request = GenerationRequest(
+            embeds=self._embed(keys, blocks), keys=tuple(keys), settings=settings,
+            stop_ids=frozenset({self._text.tokenizer.eos_token_id}), conversation=self._id)
+        tokens = self._engine.generate(request)
+        return _with_stats(tokens, request, reply)
 
-    def _finish_turn(self, turn: Turn, decoder: StreamDecoder, generated: list[int], reply: Reply) -> None:
+    def _finish_turn(self, turn: Turn, decoder: StreamDecoder, reply: Reply) -> None:
         if turn in self.turns:
             turn.stopped = turn.stopped or self._cancel.is_set()
             turn.answer = self._style.postprocess(decoder.text)
             reply.text, reply.stopped = turn.answer, turn.stopped
-            if self._kv.cache is not None:
-                self._kv.sync_keys(generated)
-        self._pool.release(id(self))
         self._lock.release()
 
-    def _prompt_keys(self, state: PromptState) -> tuple[list[PositionKey], dict[tuple[int, int], torch.Tensor]]:
-        """Keys of every position of the prompt for `state`, and the media blocks they refer to."""
-        numbered = self._visible_blocks()
-        items = self._llm.tokenizer.encode_parts(self._style.render(state))
-        keys: list[PositionKey] = []
-        for item in items:
-            if isinstance(item, Media):
-                owner, index, block = numbered[item.index]
-                keys.extend((owner, index, row) for row in range(block.shape[1]))
-            else:
-                keys.append(item)
-        return keys, {(owner, index): block for owner, index, block in numbered}
-
-    def _fit_context(self, settings: SamplingSettings,
-                     reply: Reply) -> tuple[list[PositionKey], dict[tuple[int, int], torch.Tensor]]:
+    def _fit_context(self, settings: SamplingSettings, reply: Reply) -> tuple[list[PositionKey], Blocks]:
         """Drop the oldest turns until prompt + new tokens fit (never the system text or media)."""
-        limit = self._llm.context_length
+        limit = self._text.context_length
         dropped = 0
         while True:
-            keys, blocks = self._prompt_keys(self._prompt_state())
+            keys, blocks = self._prompt_keys(self.turns)
             if len(keys) + settings.max_new_tokens <= limit:
                 break
             if self.first_visible_turn >= len(self.turns) - 1:
@@ -388,9 +288,6 @@ class ChatSession:
                 f"the {dropped} oldest turn(s) were left out of what the model sees.")
         return keys, blocks
 
-    def _embed(self, keys: list[PositionKey], blocks: dict[tuple[int, int], torch.Tensor]) -> torch.Tensor:
-        return embed_positions(self._llm, keys, blocks)
-
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
         """Wait for a running answer to stop (it ends at its next token) before changing state."""
@@ -403,3 +300,16 @@ class ChatSession:
         finally:
             self._cancel.clear()
             self._lock.release()
+
+
+def _with_stats(tokens: Iterator[int], request: GenerationRequest, reply: Reply) -> Iterator[int]:
+    """The engine's tokens; once the first arrives, the reply says what was prefilled and reused."""
+    try:
+        for token in tokens:
+            reply.prefilled = request.stats.get("prefilled", 0)
+            reply.reused = request.stats.get("reused", 0)
+            yield token
+    finally:
+        tokens.close()  # type: ignore[attr-defined]
+        reply.prefilled = request.stats.get("prefilled", reply.prefilled)
+        reply.reused = request.stats.get("reused", reply.reused)

@@ -67,6 +67,9 @@ class EngineError(Exception):
 
 class Engine(Protocol):
     name: str
+    # How many requests are worth sending at once: 1 for an engine that answers one at a time
+    # (the local model), more for one that batches them (vLLM). Batch runs and timelines use it.
+    parallel_requests: int
 
     def generate(self, request: GenerationRequest) -> Iterator[int]:
         """Yield the answer's token ids; closing the iterator cancels the request."""

@@ -1,6 +1,7 @@
 """The official audio front end: the video's own audio track → clips → kaldi fbank, normalised.
 
-Spec §1.3 and §3.1 (ImageBind's `load_and_transform_audio_data` as Video-LLaMA calls it). The
+ImageBind's `load_and_transform_audio_data` as Video-LLaMA calls it (`video_llama/processors/video_processor.py`,
+`load_and_transform_audio_data`). The
 numbers come from `AudioEncoderConfig`; the fbank window settings below are fixed by ImageBind.
 
 Long tracks are not decoded whole: only a window around each clip is decoded and resampled

@@ -1,4 +1,5 @@
-"""An image as a 1-frame video: PIL → RGB → bicubic S×S (no crop) → CLIP normalisation (spec §1.2)."""
+"""An image as a 1-frame video: PIL → RGB → bicubic S×S (no crop) → CLIP normalisation
+(Video-LLaMA `video_llama/processors/blip_processors.py`, `Blip2ImageEvalProcessor`)."""
 
 from __future__ import annotations
 

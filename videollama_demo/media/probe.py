@@ -16,6 +16,8 @@ import av
 import decord
 from PIL import Image, UnidentifiedImageError
 
+from .frame_index import indexed_frame_count
+
 log = logging.getLogger(__name__)
 
 # PIL recognises MPEG-1 video streams by their magic bytes but cannot decode them: leave those to PyAV.
@@ -190,8 +192,6 @@ def _count_frames(file: Path, codec: str) -> tuple[int, float | None]:
 
     For a long MP4/MOV they are read from its sample table (equal to decord's, tested): opening it
     with decord would scan every packet of the file, 60 ms for an hour of small video."""
-    from .video import indexed_frame_count  # video.py imports this module
-
     indexed = indexed_frame_count(file)
     if indexed is not None:
         return indexed

@@ -169,16 +169,18 @@ class Transcript:
         return self.total_words - self.kept_words
 
 
-def frame_windows(frame_times: list[float], duration: float) -> list[tuple[float, float]]:
-    """Each sampled frame owns the time from halfway after its predecessor to halfway to its successor."""
-    bounds = [0.0] + [(a + b) / 2 for a, b in zip(frame_times, frame_times[1:])] + [max(duration, frame_times[-1])]
+def frame_windows(frame_times: list[float], start: float, end: float) -> list[tuple[float, float]]:
+    """Each sampled frame owns the time from halfway after its predecessor to halfway to its
+    successor, inside [start, end] (the whole video, or a time range's span)."""
+    bounds = [start] + [(a + b) / 2 for a, b in zip(frame_times, frame_times[1:])] + [end]
     return list(zip(bounds[:-1], bounds[1:]))
 
 
 def transcript_for_frames(cues: list[Cue], frame_times: list[float], duration: float,
                           word_budget: int) -> Transcript:
     """What is said around each sampled frame, trimmed to `word_budget` words shared evenly."""
-    return transcript_for_windows(cues, frame_times, frame_windows(frame_times, duration), word_budget)
+    windows = frame_windows(frame_times, 0.0, max(duration, frame_times[-1]))
+    return transcript_for_windows(cues, frame_times, windows, word_budget)
 
 
 def transcript_for_windows(cues: list[Cue], labels: list[float], windows: list[tuple[float, float]],

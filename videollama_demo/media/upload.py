@@ -7,9 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import AudioEncoderConfig
 import torch
 
+from ..config import AudioEncoderConfig
 from .audio import AudioClips, load_audio_clips, load_audio_clips_in_spans
 from .image import load_image
 from .probe import MediaError, MediaInfo, probe

@@ -1,7 +1,8 @@
 """Official frame sampling: uniform indices, decord resize-on-decode to S×S, CLIP normalisation.
 
-Spec §1.1-§1.2. The frames the model sees are also returned as uint8 thumbnails, so the UI can
-show exactly what was sampled.
+Video-LLaMA `video_llama/processors/video_processor.py`, `load_video` and `AlproVideoEvalProcessor`.
+The frames the model sees are also returned as uint8 thumbnails, so the UI can show exactly what
+was sampled.
 
 Long MP4/MOV files skip decord: its reader reads every packet of the file when it opens, which
 costs seconds for an hour-long upload. They are read by seeking through the container's own
@@ -24,15 +25,13 @@ import numpy as np
 import torch
 
 from ..constants import CLIP_MEAN, CLIP_STD
+from .frame_index import FrameIndex
 from .probe import MediaError, display_name, require_file
 
 log = logging.getLogger(__name__)
 
 # The official frame-position table has 32 rows, so no model can take more frames than this.
 MAX_FRAMES = 32
-# Videos at least this long are sampled by seeking (when their container allows); shorter ones
-# open decord, whose scan of the file is cheap for them.
-SEEK_FROM_SECONDS = 120.0
 # decord turns a rotated video upright with these ffmpeg filters (its theta is the negated
 # display-matrix angle, i.e. 360 minus the rotation PyAV reports).
 _DECORD_TRANSPOSES = {0: (), 90: ("2",), 180: ("1", "1"), 270: ("1",)}
@@ -155,19 +154,6 @@ def load_sampled_frames(path: str | Path, sampling: FrameSampling, image_size: i
     return sampled if sampled is not None else _sample_with_decord(file, sampling.indices, image_size)
 
 
-def indexed_frame_count(path: str | Path) -> tuple[int, float] | None:
-    """(frame count, fps) as decord reports them, read from a long MP4/MOV's sample table.
-
-    None for short files and for containers without a complete table: ask decord then.
-    """
-    try:
-        with av.open(str(path)) as container:
-            index = _FrameIndex.of(container)
-    except (av.FFmpegError, OSError, ValueError):
-        return None
-    return (index.num_frames, index.fps) if index is not None else None
-
-
 def _sample_with_decord(file: Path, pick: IndexPicker, image_size: int) -> SampledFrames:
     reader = _open_reader(file, image_size)
     indices = pick(len(reader), float(reader.get_avg_fps()))
@@ -184,7 +170,7 @@ def _sample_by_seeking(file: Path, pick: IndexPicker, image_size: int) -> Sample
     """decord's frames for a long MP4/MOV without its packet scan; None when decord must do it."""
     try:
         with av.open(str(file)) as container:
-            index = _FrameIndex.of(container)
+            index = FrameIndex.of(container)
             if index is None:
                 return None
             indices = pick(index.num_frames, index.fps)
@@ -228,38 +214,6 @@ class _NotSeekable(Exception):
     """This file's frames cannot be matched to decord's by seeking; decord reads it instead."""
 
 
-@dataclass(frozen=True)
-class _FrameIndex:
-    """The video stream's sample table (decode order), which MP4/MOV keep in the file's header."""
-
-    stream: av.video.stream.VideoStream
-    entries: av.index.IndexEntries
-    num_frames: int  # decord counts one frame per packet, which is one per table entry here
-    fps: float
-
-    @classmethod
-    def of(cls, container: av.container.InputContainer) -> _FrameIndex | None:
-        """The table when it is complete and the file is long enough to be worth seeking in."""
-        if "mov" not in container.format.name.split(",") or not container.streams.video:
-            return None
-        stream = container.streams.best("video")
-        seconds = container.duration / av.time_base if container.duration else 0.0
-        entries = stream.index_entries
-        # A fragmented MP4 lists only part of its samples here, and then the counts differ.
-        if seconds < SEEK_FROM_SECONDS or len(entries) == 0 or len(entries) != stream.frames:
-            return None
-        fps = float(stream.average_rate or 0)
-        if not (math.isfinite(fps) and fps > 0):
-            return None
-        return cls(stream, entries, len(entries), fps)
-
-    def keyframe_at_or_before(self, position: int) -> int:
-        """decord's LocateKeyframe: the last keyframe whose table position is at most `position`."""
-        while position > 0 and not self.entries[position].is_keyframe:
-            position -= 1
-        return position
-
-
 class _SeekingReader:
     """Frames by decord's count: frame i is the output number i - k after decoding from keyframe k.
 
@@ -268,7 +222,7 @@ class _SeekingReader:
     not hold (open GOPs, dropped frames) raises _NotSeekable instead of giving other frames.
     """
 
-    def __init__(self, container: av.container.InputContainer, index: _FrameIndex, image_size: int) -> None:
+    def __init__(self, container: av.container.InputContainer, index: FrameIndex, image_size: int) -> None:
         self._container = container
         self._index = index
         self._stream = index.stream

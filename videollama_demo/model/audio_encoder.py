@@ -1,4 +1,6 @@
-"""ImageBind-Huge's audio path: fbank patches → 12-block ViT → CLS head → unit vector ×20 (spec §3.2).
+"""ImageBind-Huge's audio path: fbank patches → 12-block ViT → CLS head → unit vector ×20
+(ImageBind `imagebind/models/imagebind_model.py`, `imagebind_huge`, audio branch; Video-LLaMA keeps a
+copy in `video_llama/models/ImageBind/`).
 
 Ours because no usable package exists (the `imagebind` PyPI name is an empty placeholder). Only
 the audio modality is built; the other five ImageBind modalities never run in Video-LLaMA.

@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import torch
-from transformers import AutoModelForCausalLM, BitsAndBytesConfig, PreTrainedModel
+from safetensors import safe_open
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM, BitsAndBytesConfig, PreTrainedModel
 
 from ..config import LLMConfig
-from .tokenizer import PromptTokenizer, load_prompt_tokenizer
+from ..prompt.tokenizer import PromptTokenizer, load_prompt_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -31,20 +33,25 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 @dataclass
 class LoadedLLM:
-    model: PreTrainedModel
+    """The LLM as this process holds it. With a remote engine (a vLLM server) only the token
+    embeddings and the tokenizer are here (`model` is None): the prompt is built here, run there."""
+
+    model: PreTrainedModel | None
     tokenizer: PromptTokenizer
     device: torch.device
     dtype: torch.dtype
     context_length: int
+    embeddings: nn.Embedding | None = None  # set when `model` is None
 
     def embed_tokens(self, ids: list[int]) -> torch.Tensor:
         """(L,) ids -> (1, L, hidden) in the LLM's dtype."""
-        table = self.model.get_input_embeddings()
+        table = self.embeddings if self.model is None else self.model.get_input_embeddings()
         return table(torch.tensor([ids], dtype=torch.long, device=self.device))
 
     @property
     def hidden_size(self) -> int:
-        return self.model.get_input_embeddings().weight.shape[1]
+        table = self.embeddings if self.model is None else self.model.get_input_embeddings()
+        return table.weight.shape[1]
 
 
 class LLMLoadError(Exception):
@@ -99,6 +106,44 @@ def load_llm(cfg: LLMConfig, path: Path, device: torch.device, dtype: torch.dtyp
                            f"preset expects {cfg.hidden_size}: is it the right model size (7B/13B)?")
     context = min(cfg.context_length, model.config.max_position_embeddings)
     return LoadedLLM(model, tokenizer, torch.device(device), dtype, context)
+
+
+EMBEDDING_KEY = "model.embed_tokens.weight"  # transformers' LLaMA name, also in the released dirs
+
+
+def load_llm_embeddings(cfg: LLMConfig, path: Path, device: torch.device, dtype: torch.dtype) -> LoadedLLM:
+    """Only the tokenizer and the token-embedding table, for an LLM that runs elsewhere (a vLLM
+    server): a 7B model's 13 GB of weights are not loaded twice. A GGUF (the 135M preview) is
+    loaded whole and its table kept."""
+    if not path.exists():
+        raise LLMLoadError(f"The LLM was not found at {path}.")
+    if cfg.format == "gguf":
+        full = load_llm(cfg, path, torch.device("cpu"), dtype)
+        table = nn.Embedding.from_pretrained(full.model.get_input_embeddings().weight.detach().clone(), freeze=True)
+        return LoadedLLM(None, full.tokenizer, torch.device(device), dtype, full.context_length, table.to(device))
+    config = AutoConfig.from_pretrained(path)
+    if cfg.hidden_size != config.hidden_size:
+        raise LLMLoadError(f"The LLM at {path} has hidden size {config.hidden_size}, but the "
+                           f"preset expects {cfg.hidden_size}: is it the right model size (7B/13B)?")
+    weight = _read_tensor(path, EMBEDDING_KEY).to(dtype)
+    table = nn.Embedding.from_pretrained(weight, freeze=True).to(device)
+    context = min(cfg.context_length, config.max_position_embeddings)
+    return LoadedLLM(None, load_prompt_tokenizer(path), torch.device(device), dtype, context, table)
+
+
+def _read_tensor(directory: Path, key: str) -> torch.Tensor:
+    """One tensor of an HF checkpoint dir (sharded or not, safetensors or .bin), read alone."""
+    for index_name, single in (("model.safetensors.index.json", "model.safetensors"),
+                               ("pytorch_model.bin.index.json", "pytorch_model.bin")):
+        index = directory / index_name
+        file = directory / json.loads(index.read_text())["weight_map"][key] if index.is_file() else directory / single
+        if not file.is_file():
+            continue
+        if file.suffix == ".safetensors":
+            with safe_open(str(file), framework="pt") as tensors:
+                return tensors.get_tensor(key)
+        return torch.load(file, map_location="cpu", mmap=True, weights_only=True)[key].clone()
+    raise LLMLoadError(f"No weights with {key!r} found in {directory}.")
 
 
 def placement_options(device: torch.device, dtype: torch.dtype, quantization: Quantization | None,

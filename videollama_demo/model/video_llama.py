@@ -1,4 +1,6 @@
-"""Video-LLaMA's encoders glued together: frames → video tokens, audio clips → audio tokens (spec §2.3, §3.3).
+"""Video-LLaMA's encoders glued together: frames → video tokens, audio clips → audio tokens
+(Video-LLaMA `video_llama/models/video_llama.py`, `VideoLLAMA.encode_videoQformer_visual` and
+`encode_audioQformer`).
 
 `VideoLlamaEncoder` holds every module the official `VideoLLAMA` runs before the LLM, under our
 own names (`weights.py` maps the official keys onto them). Its `encode_*` methods return
@@ -81,7 +83,8 @@ class VideoLlamaEncoder(nn.Module):
             return self.audio_proj(audio)  # (B, 8, llm hidden)
 
     def to_runtime(self, device: str | torch.device, dtype: torch.dtype = torch.float32) -> VideoLlamaEncoder:
-        """Move and cast once. CPU: fp32. CUDA + fp16/bf16: the official mix (spec §8), under autocast.
+        """Move and cast once. CPU: fp32. CUDA + fp16/bf16: the official mix (fp16 ViT as
+        `vit_precision="fp16"`, the rest under `maybe_autocast`, Video-LLaMA `video_llama/models/blip2.py`).
 
         In the mix only the ViT blocks' linear layers are half precision; LayerNorms, CLS/positions,
         the patch conv, ImageBind, every Q-Former and the projections stay fp32, as in the official code.
@@ -148,7 +151,7 @@ class VideoLlamaEncoder(nn.Module):
 def add_frame_positions(frame_queries: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     """(B*T, Nq, H) per-frame queries + (T, H) positions -> (B, T*Nq, H), frame-major (t outer, q inner).
 
-    Each frame's position is added to all of its queries *before* the flatten (spec §2.3).
+    Each frame's position is added to all of its queries *before* the flatten (`encode_videoQformer_visual`).
     """
     frames = positions.shape[0]
     frame_queries = frame_queries.unflatten(0, (-1, frames))  # (B, T, Nq, H)

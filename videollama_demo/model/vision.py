@@ -1,8 +1,10 @@
-"""EVA ViT-g/14 and the BLIP-2 Q-Former, built from transformers' BLIP-2 classes (DESIGN.md §3.1).
+"""EVA ViT-g/14 and the BLIP-2 Q-Former, built from transformers' BLIP-2 classes, which give the
+official outputs (LAVIS `lavis/models/eva_vit.py`, Video-LLaMA `video_llama/models/Qformer.py`; tested).
 
 `Blip2VisionModel` is the EVA ViT BLIP-2 uses (pre-LN blocks, q/v bias, exact GELU) and its
 `post_layernorm` plays the part of `ln_vision`. `Blip2QFormerModel` with
-`use_qformer_text_input=False` is the query-only Q-Former of all three Q-Formers (spec §2.2).
+`use_qformer_text_input=False` is the query-only Q-Former of all three Q-Formers (Video-LLaMA
+`VideoLLAMA.__init__` drops the text branch: `Qformer.cls = None`, word and position embeddings None).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ EVA_ATTENTION = "video_llama_eva"
 def _eva_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                    attention_mask: torch.Tensor | None, scaling: float, dropout: float = 0.0,
                    **kwargs: object) -> tuple[torch.Tensor, torch.Tensor]:
-    """EVA scales q *before* q·kᵀ (spec §8.2); in fp16 that rounds differently from scaling the scores.
+    """EVA scales q *before* q·kᵀ (LAVIS `eva_vit.py`, `Attention.forward`); in fp16 that rounds
+    differently from scaling the scores.
 
     The ViT never masks and never runs in training mode, so the mask and dropout are unused.
     """
@@ -63,7 +66,7 @@ def build_qformer(cfg: QFormerConfig) -> Blip2QFormerModel:
         layer_norm_eps=cfg.layer_norm_eps,
         cross_attention_frequency=cfg.cross_attention_freq,
         encoder_hidden_size=cfg.encoder_width,
-        use_qformer_text_input=False,  # the official code prunes the text branch (spec §2.2)
+        use_qformer_text_input=False,  # the official code prunes the text branch
         hidden_dropout_prob=0.0,  # inference only
         attention_probs_dropout_prob=0.0,
         attn_implementation="eager",  # BERT's own order: q·kᵀ, then ÷√d, softmax

@@ -1,6 +1,7 @@
 """Official Video-LLaMA checkpoints → `VideoLlamaEncoder`: one table of key names and a strict loader.
 
-Files are read in the official order (spec §6): `eva_vit_g.pth`, the BLIP-2 file, `imagebind_huge.pth`
+Files are read in the official order (Video-LLaMA `video_llama/models/video_llama.py`,
+`VideoLLAMA.from_config`): `eva_vit_g.pth`, the BLIP-2 file, `imagebind_huge.pth`
 (all three loaded while the official model is built), then the VL and AL files. Where two files hold
 the same key the later one wins, as the official `strict=False` loads do. The module is built on the
 `meta` device and the (memory-mapped) file tensors are assigned to it, so nothing is randomly

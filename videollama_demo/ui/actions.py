@@ -20,8 +20,20 @@ from typing import Any
 
 import gradio as gr
 
-from .. import ChatError, ChatSession, Cue, MediaEncoding, MediaError, Pipeline, Reply, SegmentBudget, parse_transcript
-from ..chat.timecodes import parse_time
+from .. import (
+    ChatError,
+    ChatSession,
+    Cue,
+    EngineError,
+    MediaEncoding,
+    MediaError,
+    Pipeline,
+    Reading,
+    Reply,
+    SegmentBudget,
+    parse_time,
+    parse_transcript,
+)
 from . import view
 
 log = logging.getLogger(__name__)
@@ -77,27 +89,14 @@ class MediaView:
     def as_outputs(self) -> tuple:
         return tuple(getattr(self, f.name) for f in dataclasses.fields(self))
 
-
-@dataclass(frozen=True)
-class Reading:
-    """How a file is read: the official clip by default, or the options beyond it."""
-
-    use_audio: bool
-    num_frames: int
-    long_video: bool = False
-    segments: int = 0  # with long_video: 0 = as many as fit
-    subtitles: bool = False
-    subtitle_file: str | None = None  # an uploaded .srt/.vtt; without it, the video's own stream
-
-    def encode_options(self, cues: list[Cue] | None = None) -> dict[str, Any]:
-        options: dict[str, Any] = {"use_audio": bool(self.use_audio), "num_frames": int(self.num_frames)}
-        if self.long_video:
-            options["segments"] = int(self.segments) if self.segments else "auto"
-        if cues is not None:
-            options["subtitles"] = cues
-        elif self.subtitles:
-            options["subtitles"] = self.subtitle_file or True
-        return options
+    @classmethod
+    def wire(cls, **components: Any) -> list[Any]:
+        """The page's output components in the order `as_outputs` fills them, named like the fields,
+        so the wiring in blocks.py cannot silently disagree with this class."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        if sorted(components) != sorted(names):
+            raise ValueError(f"MediaView outputs are {names}, got {sorted(components)}")
+        return [components[name] for name in names]
 
 
 @dataclass(frozen=True)
@@ -171,23 +170,26 @@ class PageActions:
             cues = parse_transcript(text or "")
         if not cues:
             raise gr.Error("The transcript has no lines like '00:00:01.000 --> 00:00:03.000 what is said'.")
-        reading = self._reading(use_audio, num_frames, long_video, segments, True, None)
+        reading = self._reading(use_audio, num_frames, long_video, segments, False, None)
         shown = self._start_conversation(page, page.source, reading, progress, cues)
         gr.Info("The edited transcript is used from now on; the conversation starts over.")
         return shown
 
     def _reading(self, use_audio: bool, num_frames: int, long_video: bool, segments: int, subtitles: bool,
                  subtitle_file: str | None) -> Reading:
-        checked = self.uploaded_file(subtitle_file) if subtitles and subtitle_file else None
-        return Reading(bool(use_audio), int(num_frames), bool(long_video), int(segments or 0), bool(subtitles),
-                       checked)
+        reading = Reading(use_audio=bool(use_audio), num_frames=int(num_frames), long_video=bool(long_video),
+                          segments=int(segments) if long_video and segments else None)
+        if subtitles and subtitle_file:
+            return reading.replace(subtitles="file", subtitle_file=self.uploaded_file(subtitle_file))
+        return reading.replace(subtitles="embedded") if subtitles else reading
 
     def _start_conversation(self, page: PageSession, path: str, reading: Reading, progress: gr.Progress,
                             cues: list[Cue] | None = None) -> tuple:
         name = Path(path).name
+        if cues is not None:
+            reading = reading.replace(subtitles="given", subtitle_file=None, cues=tuple(cues))
         with user_errors(f"reading {name}"):
-            encoding = self.pipeline.encode(path, on_stage=_progress_stages(progress),
-                                            **reading.encode_options(cues))
+            encoding = self.pipeline.encode(path, reading, on_stage=_progress_stages(progress))
             progress((1, 1), desc="Starting the conversation")
             page.chat.add_media(encoding)  # stops an answer still running in this tab
         page.source, page.file_name = path, name
@@ -200,7 +202,7 @@ class PageActions:
             return None
         try:
             return self.pipeline.plan_long_video(duration, use_audio=reading.use_audio,
-                                                 subtitles=reading.subtitles, num_frames=reading.num_frames)
+                                                 subtitles=reading.with_subtitles, num_frames=reading.num_frames)
         except Exception as err:  # a hint: it must never stand in the way of the upload itself
             log.warning("no long-video plan for %s: %s", encoding.info.path, err)
             return None
@@ -234,9 +236,15 @@ class PageActions:
         sampling = Sampling(temperature, top_p, max_new_tokens, repetition_penalty).as_kwargs()
         span = time_span(time_from, time_to)
         with _answering(page):
-            yield from self._stream(page, lambda: page.chat.ask(
-                question or "", time_range=span, detect_time_range=bool(times_in_question), **sampling),
-                question or "")
+            yield from self._stream(page, lambda: self._ask(page, question or "", span, bool(times_in_question),
+                                                            sampling), question or "")
+
+    def _ask(self, page: PageSession, question: str, span: tuple[float, float] | None, detect: bool,
+             sampling: dict[str, float | int]) -> Reply:
+        """Encode the part of the video the question is about (if any), then start the answer."""
+        assert page.chat.media is not None
+        clip = self.pipeline.question_clip(page.chat.media, question, span, detect) if question.strip() else None
+        return page.chat.ask(question, clip=clip, **sampling)
 
     def retry(self, temperature: float, top_p: float, max_new_tokens: int, repetition_penalty: float,
               page: PageSession | None) -> Iterator[ChatUpdate]:
@@ -258,7 +266,8 @@ class PageActions:
                 notices_shown = _show_new_notices(reply, notices_shown)
                 yield view.chat_messages(page.chat.turns, media=page.chat.media, live_text=text)
         except Exception as err:
-            yield view.chat_messages(page.chat.turns, media=page.chat.media)  # the engine took back a turn it could not answer
+            # the session took back a turn it could not answer
+            yield view.chat_messages(page.chat.turns, media=page.chat.media)
             raise as_user_error(err, "answering") from err
         finally:
             reply.close()  # Stop or a closed tab: the engine ends at its next token
@@ -370,7 +379,7 @@ def as_user_error(err: Exception, doing: str) -> gr.Error:
     """The engine's own sentence for errors meant for users; anything unexpected is logged and explained."""
     if isinstance(err, gr.Error):
         return err
-    if isinstance(err, (MediaError, ChatError, ValueError)):  # ValueError: a setting out of range
+    if isinstance(err, (MediaError, ChatError, EngineError, ValueError)):  # ValueError: a setting out of range
         return gr.Error(str(err))
     log.error("unexpected failure while %s", doing, exc_info=err)
     return gr.Error(f"Something went wrong while {doing} ({type(err).__name__}). "

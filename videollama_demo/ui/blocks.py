@@ -6,9 +6,9 @@ limit, so encoding and answering never exceed `--concurrency` jobs on the accele
 Undo, New chat and a new upload cancel a running answer; the engine ends it at its next token.
 
 API (for `gradio_client`): /upload (file + how to read it: audio, frames, long video, segments,
-subtitles from the file's own stream), /ask (question + sampling + an optional time span; streams the chat),
-/apply_transcript (subtitles as text: edited cues, or a whole .srt/.vtt), /regenerate, /stop, /undo, /reset (new conversation, same
-file). The rest is private.
+subtitles from the file's own stream), /ask (question + sampling + an optional time span; streams
+the chat), /apply_transcript (subtitles as text: edited cues, or a whole .srt/.vtt), /regenerate,
+/stop, /undo, /reset (new conversation, same file). The rest is private.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..pipeline import Pipeline
+from .. import Pipeline
 from . import view
-from .actions import PageActions, PageSession, hold_question, restore_question
+from .actions import MediaView, PageActions, PageSession, hold_question, restore_question
 from .examples import ensure_examples
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,8 @@ def build_demo(pipeline: Pipeline, options: UIOptions = UIOptions()) -> gr.Block
                                         placeholder="00:00:01.000 --> 00:00:03.500 What is said then")
                 apply_transcript = gr.Button("Apply the edited transcript", size="sm", elem_id="apply-transcript")
 
-        media_outputs = [page, chatbot, player, picture, frames, seen, status, transcript, upload]
+        media_outputs = MediaView.wire(page=page, chat=chatbot, player=player, picture=picture, frames=frames,
+                                       seen=seen, status=status, transcript=transcript, drop_zone=upload)
         gpu = {"concurrency_id": GPU, "concurrency_limit": options.concurrency}
         private = {"api_visibility": "private"}
 
@@ -158,9 +159,9 @@ def build_demo(pipeline: Pipeline, options: UIOptions = UIOptions()) -> gr.Block
             actions.settings_changed, media_inputs[1:], media_outputs, cancels=answers, show_progress="full",
             **gpu, **private)
         subtitle_file.clear(_forget, None, [subtitle_path], queue=False, **private)
-        apply_transcript.click(actions.apply_transcript, [transcript, use_audio, num_frames, long_video, segments, page],
-                               media_outputs, cancels=answers, api_name="apply_transcript", show_progress="full",
-                               **gpu)
+        apply_transcript.click(actions.apply_transcript,
+                               [transcript, use_audio, num_frames, long_video, segments, page], media_outputs,
+                               cancels=answers, api_name="apply_transcript", show_progress="full", **gpu)
         demo.unload(actions.tab_closed)
     return demo
 

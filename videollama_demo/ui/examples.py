@@ -1,7 +1,7 @@
 """Click-to-run example media, made on the spot with ffmpeg's synthetic sources and PIL.
 
 Nothing is fetched: a fresh clone makes its examples at the first start in about a second
-(`python scripts/make_assets.py` does the same ahead of time). Each file is written under a
+(`python assets/make_examples.py` does the same ahead of time). Each file is written under a
 temporary name and renamed, so an interrupted run never leaves a half-written example behind.
 """
 

@@ -18,12 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..chat.conversation import Turn
-from ..chat.timecodes import find_citations, format_time
-from ..encoding import MediaEncoding
-from ..long_video import SegmentBudget
-from ..media.subtitles import Transcript, format_cues
-from ..pipeline import Pipeline
+from .. import MediaEncoding, Pipeline, SegmentBudget, Transcript, Turn, find_citations, format_cues, format_time
 
 STOPPED_NOTE = "*(stopped)*"
 # The README section that explains how to get the official checkpoints.
