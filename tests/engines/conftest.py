@@ -13,6 +13,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from videollama_demo.engines.base import GenerationRequest, SamplingSettings
 from videollama_demo.engines.vllm import VLLMEngine
 from videollama_demo.engines.vllm_server import VLLMServer, prepare_served_model
 from videollama_demo.model.llm import find_smollm2_gguf
@@ -23,6 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 VLLM_VENV = REPO / ".venv-vllm"
 CACHE = REPO / "tests" / ".cache"
 MEASUREMENTS = CACHE / "vllm-measurements.json"
+GREEDY = SamplingSettings(temperature=0, max_new_tokens=48)
 
 
 @dataclass
@@ -43,6 +45,22 @@ class SmolLM2:
     @torch.inference_mode()
     def embed(self, ids: list[int]) -> torch.Tensor:
         return self.model.get_input_embeddings()(torch.tensor(ids)).clone()  # (L, H)
+
+
+def transformers_greedy(smollm2: SmolLM2, embeds: torch.Tensor, max_new_tokens: int) -> list[int]:
+    """The reference: transformers' own generate on the GGUF weights, up to (not incl.) EOS."""
+    mask = torch.ones(1, embeds.shape[0], dtype=torch.long)
+    with torch.inference_mode():
+        out = smollm2.model.generate(inputs_embeds=embeds[None], attention_mask=mask, do_sample=False,
+                                     max_new_tokens=max_new_tokens, eos_token_id=smollm2.eos_id,
+                                     pad_token_id=smollm2.eos_id, top_k=None, top_p=None, temperature=None)
+    ids = out[0].tolist()  # only the new tokens when generating from embeddings
+    return ids[:ids.index(smollm2.eos_id)] if smollm2.eos_id in ids else ids
+
+
+def request(embeds: torch.Tensor, settings: SamplingSettings = GREEDY,
+            stop_ids: frozenset[int] = frozenset({2})) -> GenerationRequest:
+    return GenerationRequest(embeds, tuple(range(embeds.shape[0])), settings, stop_ids)
 
 
 @pytest.fixture(scope="session")

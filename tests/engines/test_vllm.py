@@ -12,8 +12,8 @@ import httpx
 import pytest
 import torch
 
-from tests.engines.conftest import SmolLM2, record_measurement
-from videollama_demo.engines.base import EngineError, GenerationRequest, SamplingSettings
+from tests.engines.conftest import GREEDY, SmolLM2, record_measurement, request, transformers_greedy
+from videollama_demo.engines.base import EngineError, SamplingSettings
 from videollama_demo.engines.vllm import (
     VLLMEngine,
     api_base,
@@ -26,7 +26,6 @@ from videollama_demo.engines.vllm_server import VLLMServer, free_loopback_port
 
 pytestmark = pytest.mark.vllm
 
-GREEDY = SamplingSettings(temperature=0, max_new_tokens=48)
 QUESTIONS = ["Name three colors.", "What is the capital of France?", "Write a haiku about rain.",
              "How many legs does a spider have?", "Give me a tip for sleeping well.",
              "What is 12 times 12?", "Name a famous painter.", "Why is the sky blue?"]
@@ -85,17 +84,6 @@ def test_error_message(status: int, body: dict | None, expected: str) -> None:
 # ------------------------------------------------------------------------- against the server
 
 
-def transformers_greedy(smollm2: SmolLM2, embeds: torch.Tensor, max_new_tokens: int) -> list[int]:
-    """The reference: transformers' own generate on the GGUF weights, up to (not incl.) EOS."""
-    mask = torch.ones(1, embeds.shape[0], dtype=torch.long)
-    with torch.inference_mode():
-        out = smollm2.model.generate(inputs_embeds=embeds[None], attention_mask=mask, do_sample=False,
-                                     max_new_tokens=max_new_tokens, eos_token_id=smollm2.eos_id,
-                                     pad_token_id=smollm2.eos_id, top_k=None, top_p=None, temperature=None)
-    ids = out[0].tolist()  # only the new tokens when generating from embeddings
-    return ids[:ids.index(smollm2.eos_id)] if smollm2.eos_id in ids else ids
-
-
 def with_media(smollm2: SmolLM2, question: str) -> torch.Tensor:
     """A chat prompt with random "media" rows where a video would be spliced in (L, H)."""
     text = smollm2.tokenizer.apply_chat_template([{"role": "user", "content": f"MEDIA {question}"}],
@@ -105,11 +93,6 @@ def with_media(smollm2: SmolLM2, question: str) -> torch.Tensor:
     table = smollm2.model.get_input_embeddings().weight
     media = torch.randn(MEDIA_ROWS, table.shape[1], generator=torch.Generator().manual_seed(0)) * table.std()
     return torch.cat([smollm2.embed(encode(before)), media.detach(), smollm2.embed(encode(after))])
-
-
-def request(embeds: torch.Tensor, settings: SamplingSettings = GREEDY,
-            stop_ids: frozenset[int] = frozenset({2})) -> GenerationRequest:
-    return GenerationRequest(embeds, tuple(range(embeds.shape[0])), settings, stop_ids)
 
 
 @pytest.fixture(scope="module")
