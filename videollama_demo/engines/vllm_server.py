@@ -297,8 +297,16 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     return parser.parse_args(own), extra
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    # A launcher stops us with SIGTERM, and a shell's background job starts with SIGINT ignored;
+    # both must unwind through the `with` below, or the server's process group outlives us.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _interrupt)
     args, extra = parse_args(sys.argv[1:] if argv is None else argv)
     model_dir = prepare_served_model(resolve_source(args.model_source), args.served_dir)
     server = VLLMServer(model_dir, args.venv, dtype=args.dtype, max_model_len=args.max_model_len,
