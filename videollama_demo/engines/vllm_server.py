@@ -181,7 +181,7 @@ class VLLMServer:
     def _environment(self) -> dict[str, str]:
         env = dict(os.environ)
         if is_cpu_build(self.venv):
-            env.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{self.kv_cache_gib:g}")  # GiB, CPU builds only
+            env["VLLM_CPU_KVCACHE_SPACE"] = f"{self.kv_cache_gib:g}"  # GiB; GPU builds size it themselves
         return env
 
     def start(self) -> VLLMServer:
