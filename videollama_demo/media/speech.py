@@ -47,8 +47,8 @@ COMPUTE_TYPES = {"cuda": "float16", "cpu": "int8"}
 # A CTranslate2 Whisper folder: what we fetch from the hub and what a local folder must hold.
 MODEL_FILES = ("config.json", "preprocessor_config.json", "model.bin", "tokenizer.json", "vocabulary.*")
 # The default time limit: a minute for reading the track and the VAD pass, then real time. The
-# shipped model on 2 CPU cores runs ~10x faster than real time (bench/speech.py), so only a stuck
-# or badly overloaded run reaches it.
+# shipped model runs 5-6x faster than real time on 2 busy CPU cores (bench/speech.py), so only a
+# stuck or badly overloaded run, or a large model on a CPU, reaches it.
 TIME_LIMIT_BASE_S = 60.0
 TIME_LIMIT_PER_AUDIO_SECOND = 1.0
 # A pause this long between two words ends a cue (a pause between sentences is about half that).
