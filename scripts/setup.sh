@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Set up everything videollama-demo needs, idempotently: system packages (ffmpeg; Chromium too
-# with --test) and a Python virtual environment in .venv with the pinned requirements.
+# Set up everything videollama-demo needs, idempotently: system packages (ffmpeg; with --test also
+# Chromium, and espeak-ng to speak the sentences the speech tests transcribe) and a Python virtual
+# environment in .venv with the pinned requirements.
 # Works as root and as a user with sudo. A second run only checks and returns.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +13,10 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 missing=()
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
-if [ "$with_tests" = 1 ]; then command -v chromium >/dev/null 2>&1 || missing+=(chromium); fi
+if [ "$with_tests" = 1 ]; then
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
   if ! command -v apt-get >/dev/null 2>&1; then
     echo "Please install: ${missing[*]} (this script knows apt-get only)." >&2
