@@ -97,7 +97,7 @@ def _added_token(content: str) -> dict:
     return {"content": content, "lstrip": False, "normalized": True, "rstrip": False, "single_word": False}
 
 
-def _write_tokenizer_files(directory: Path, proto: bytes) -> None:
+def write_tokenizer_files(directory: Path, proto: bytes) -> None:
     """The files the official llama-2-7b-chat-hf dir ships next to `tokenizer.model`."""
     (directory / "tokenizer.model").write_bytes(proto)
     specials = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
@@ -168,7 +168,7 @@ def write_tiny_llama_dir(directory: Path, hidden_size: int = 64, layers: int = 2
     _write_json(directory / "config.json", config)
     _write_json(directory / "generation_config.json",
                 {"_from_model_config": True, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0})
-    _write_tokenizer_files(directory, proto)
+    write_tokenizer_files(directory, proto)
     return directory
 
 
