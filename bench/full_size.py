@@ -37,20 +37,21 @@ import torch
 from torch import nn
 from transformers import DynamicCache, LlamaConfig
 
-from bench.official_files import OfficialSizes, UnusedSizes, Modality, WrittenFile, write_checkpoints
+from bench.official_files import Modality, OfficialSizes, UnusedSizes, WrittenFile, write_checkpoints
 from tests.tiny_llama import train_tiny_sentencepiece
-
-# The package internals this rehearsal drives; kept here so that a moved module is one line to change.
-from videollama_demo.chat.generate import SamplingSettings, generate_tokens, prefill
 from videollama_demo.config import AudioEncoderConfig, QFormerConfig, VideoLlamaConfig, VisionConfig
 from videollama_demo.encoding import MediaEncoding
+
+# The package internals this rehearsal drives; kept here so that a moved module is one line to change.
+from videollama_demo.engines.base import SamplingSettings
+from videollama_demo.engines.decode import generate_tokens, prefill
 from videollama_demo.hub import resolve_weights
 from videollama_demo.media.upload import decode_upload
-from videollama_demo.memory import ENCODER_PARTS, LLM_ROW, MemoryEstimate, estimate_memory, llm_shape_of
 from videollama_demo.model.llm import LoadedLLM, load_llm
 from videollama_demo.model.video_llama import VideoLlamaEncoder
 from videollama_demo.model.weights import TRAINING_STATE, LoadReport, load_official_weights
 from videollama_demo.pipeline import Pipeline, RuntimeChoice
+from videollama_demo.pipeline.memory import ENCODER_PARTS, LLM_ROW, MemoryEstimate, estimate_memory, llm_shape_of
 
 log = logging.getLogger(__name__)
 
@@ -276,7 +277,7 @@ def _answer(config: VideoLlamaConfig, encoder: VideoLlamaEncoder, llm: LoadedLLM
     runtime = RuntimeChoice(torch.device("cpu"), torch.float32, LLM_DTYPE)
     session = Pipeline(config, encoder, llm, runtime, decoder=None).new_session()
     session.add_media(encoding)
-    embeds = session.prompt_embeddings(QUESTION)  # (1, L, H): the official prompt with media spliced in
+    embeds = session.prompt_embeddings(QUESTION)[None]  # (1, L, H): the official prompt with media spliced in
     cache = DynamicCache()
     with timed(stages, f"prefill ({embeds.shape[1]} positions)"):
         logits = prefill(llm.model, embeds, cache)
@@ -356,8 +357,8 @@ def markdown(result: Rehearsal) -> str:
              "| file | on disk | keys written | loaded | dropped by rule | missing | unexpected |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for check in result.keys:
-        lines.append(f"| {Path(check.file).name} | {result.files[check.file] / 1e6:,.1f} MB | {check.written} | {check.loaded} | {check.dropped} "
-                     f"| {check.missing} | {check.unexpected} |")
+        lines.append(f"| {Path(check.file).name} | {result.files[check.file] / 1e6:,.1f} MB | {check.written} "
+                     f"| {check.loaded} | {check.dropped} | {check.missing} | {check.unexpected} |")
     lines += ["", "| component | precision | measured bytes | computed (`memory`) | measured / computed |",
               "| --- | --- | --- | --- | --- |"]
     lines += [f"| {c.name} | {c.precision} | {c.measured:,} | {c.computed:,} | {c.ratio:.4f} |"

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import torch
 
-from videollama_demo.engines.base import (
+from .base import (
     EngineError,
     GenerationRequest,
     SamplingSettings,

@@ -26,7 +26,7 @@ from types import TracebackType
 
 import httpx
 
-from videollama_demo.engines.base import EngineError
+from .base import EngineError
 
 log = logging.getLogger(__name__)
 
