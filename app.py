@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -28,8 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--share", action="store_true",
                         help="also open a temporary public gradio.live link (needs internet; off by default)")
     parser.add_argument("--max-file-size", default="500mb", help="largest upload accepted (default: 500mb)")
-    parser.add_argument("--concurrency", type=int, default=1,
-                        help="model jobs (encoding or answering) run at once; more wait in the queue (default: 1)")
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help="model jobs (encoding or answering) run at once; more wait in the queue "
+                             "(default: 1 with the local engine, 16 with vllm, which batches them)")
     parser.add_argument("--queue-size", type=int, default=32,
                         help="requests allowed to wait; beyond this users are told the queue is full (default: 32)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -40,22 +42,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from videollama_demo import CheckpointError, DownloadError, LLMLoadError, load_pipeline
+    from videollama_demo import CheckpointError, DownloadError, EngineError, LLMLoadError, load_pipeline
     from videollama_demo.ui import UIOptions, build_demo, launch_demo
 
-    options = UIOptions(host=args.host, port=args.port, share=args.share, max_file_size=args.max_file_size,
-                        concurrency=args.concurrency, queue_size=args.queue_size)
     try:
         pipeline = load_pipeline(**pipeline_options(args))
-    except (CheckpointError, LLMLoadError, DownloadError, ValueError) as err:
+    except (CheckpointError, LLMLoadError, DownloadError, EngineError, ValueError) as err:
         log.error("%s", err)
         return 1
+    options = UIOptions(host=args.host, port=args.port, share=args.share, max_file_size=args.max_file_size,
+                        concurrency=args.concurrency or pipeline.engine.parallel_requests, queue_size=args.queue_size)
     if pipeline.is_preview:
         log.warning("PREVIEW MODE (%s): answers are NOT about the video. See README.md#getting-the-weights.",
                     pipeline.preview_reason)
     else:
         log.info("loaded %s on %s", pipeline.config.name, pipeline.runtime.device)
-    launch_demo(build_demo(pipeline, options), options)
+    # A plain `kill` ends the app like Ctrl-C does, so a vLLM server it started is stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        launch_demo(build_demo(pipeline, options), options)
+    finally:
+        pipeline.close()  # stops the decoder workers and a vLLM server started for this app
     return 0
 
 

