@@ -101,3 +101,18 @@ def test_a_part_that_cannot_be_read_says_so_and_the_others_go_on(preview_pipelin
     assert len(cues) == 4 and cues[-1].end == pytest.approx(120.0, abs=0.1)
     assert not cues[0].failed and cues[0].text.strip()
     assert cues[-1].failed and cues[-1].text.startswith("(This part could not be described:")
+
+
+def test_the_timeline_command_prints_webvtt_and_a_progress_bar(two_minutes: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    from videollama_demo.__main__ import main
+
+    args = ["timeline", str(two_minutes), "--checkpoints", str(tmp_path), "--device", "cpu", "--format", "vtt",
+            "--max-segments", "2", "--max-new-tokens", "6", "--temperature", "0"]
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    cues = parse_subtitles(out)
+    assert [(c.start, c.end) for c in cues] == [(0.0, 60.0), (60.0, 120.0)] and all(c.text for c in cues)
+    assert "[preview]" in err and "[plan] Timeline of 2:00: 2 part(s)" in err and "2/2" in err
+    assert main(["timeline", str(tmp_path / "missing.mp4"), "--checkpoints", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.startswith("error: ")
