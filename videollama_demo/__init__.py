@@ -11,6 +11,7 @@ Beyond the official prompt (all off by default; see `Reading`):
     enc.transcript.kept_words, enc.transcript.cut                    # what the word budget kept and cut
     pipe.plan_long_video("talk.mp4").summary()                       # segments, tokens, time, memory
     enc = pipe.encode("talk.mp4", Reading(long_video=True))          # long-video mode
+    for cue in pipe.timeline("talk.mp4"): print(cue.label, cue.text)  # a timed description per ~30 s
     clip = pipe.question_clip(enc, "What happens between 2:10 and 3:00?", detect_time_range=True)
     session.ask("What happens between 2:10 and 3:00?", clip=clip)
 """
@@ -25,10 +26,11 @@ _PUBLIC = {
     "Turn": ".chat.conversation", "VideoLlamaConfig": ".config", "MediaEncoding": ".encoding",
     "EngineError": ".engines.base", "SamplingSettings": ".engines.base",
     "DownloadError": ".hub", "MediaError": ".media", "MediaInfo": ".media",
-    "Cue": ".media.subtitles", "Transcript": ".media.subtitles",
+    "Cue": ".media.subtitles", "Transcript": ".media.subtitles", "format_cues_as": ".media.cue_formats",
     "format_cues": ".media.subtitles", "parse_transcript": ".media.subtitles",
     "LLMLoadError": ".model.llm", "CheckpointError": ".model.weights",
     "Pipeline": ".pipeline", "load_pipeline": ".pipeline", "SegmentBudget": ".pipeline.long_video",
+    "TimelineCue": ".pipeline.timeline", "TimelinePlan": ".pipeline.timeline",
     "find_citations": ".prompt.timecodes", "format_time": ".prompt.timecodes", "parse_time": ".prompt.timecodes",
     "Reading": ".reading",
 }
@@ -40,11 +42,13 @@ if TYPE_CHECKING:
     from .engines.base import EngineError, SamplingSettings
     from .hub import DownloadError
     from .media import MediaError, MediaInfo
+    from .media.cue_formats import format_cues_as
     from .media.subtitles import Cue, Transcript, format_cues, parse_transcript
     from .model.llm import LLMLoadError
     from .model.weights import CheckpointError
     from .pipeline import Pipeline, load_pipeline
     from .pipeline.long_video import SegmentBudget
+    from .pipeline.timeline import TimelineCue, TimelinePlan
     from .prompt.timecodes import find_citations, format_time, parse_time
     from .reading import Reading
 
@@ -60,6 +64,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "ChatError", "ChatSession", "CheckpointError", "Cue", "DownloadError", "EngineError", "LLMLoadError",
     "MediaEncoding", "MediaError", "MediaInfo", "Pipeline", "Reading", "Reply", "SamplingSettings",
-    "SegmentBudget", "Transcript", "Turn", "VideoLlamaConfig", "find_citations", "format_cues", "format_time",
+    "SegmentBudget", "TimelineCue", "TimelinePlan", "Transcript", "Turn", "VideoLlamaConfig", "find_citations",
+    "format_cues", "format_cues_as", "format_time",
     "load_pipeline", "parse_time", "parse_transcript",
 ]

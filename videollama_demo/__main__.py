@@ -1,4 +1,5 @@
-"""Command line: `python -m videollama_demo ask VIDEO_OR_IMAGE "question" [-i]`, `download PRESET`, `memory`."""
+"""Command line: `python -m videollama_demo ask VIDEO_OR_IMAGE "question" [-i]`, `timeline VIDEO`,
+`download PRESET`, `memory`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from .config import PRESETS, VideoLlamaConfig
 from .hub import DOWNLOADABLE_PRESETS, GB, DownloadError, download_bytes, download_weights, resolve_weights
+from .media.cue_formats import CUE_FORMATS, format_cues_as
 from .options import add_model_options, add_path_options, path_overrides, pipeline_options
 from .pipeline.memory import (
     FIT_TARGETS,
@@ -20,6 +22,7 @@ from .pipeline.memory import (
     llm_shape_of,
     memory_table,
 )
+from .pipeline.timeline import DEFAULT_MAX_NEW_TOKENS, DEFAULT_MAX_SEGMENTS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +47,49 @@ def build_parser() -> argparse.ArgumentParser:
     memory.add_argument("presets", nargs="*", metavar="PRESET",
                         help=f"presets to show (default: {', '.join(DOWNLOADABLE_PRESETS)})")
     memory.add_argument("--checkpoints", default="checkpoints", help="read the LLM shape from here when present")
+    add_timeline_command(commands)
     return parser
+
+
+def add_timeline_command(commands: argparse._SubParsersAction) -> None:
+    timeline = commands.add_parser("timeline", help="describe each ~30 s part of a video: timed cues to stdout")
+    timeline.add_argument("media", help="a video file")
+    add_model_options(timeline)
+    timeline.add_argument("--format", choices=["text", *CUE_FORMATS], default="text",
+                          help="text (one '0:30-1:00  ...' line per part, default), vtt, srt or json")
+    timeline.add_argument("--max-segments", type=int, default=DEFAULT_MAX_SEGMENTS,
+                          help=f"at most this many parts (default {DEFAULT_MAX_SEGMENTS}; one per ~30 s)")
+    timeline.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
+    timeline.add_argument("--temperature", type=float, default=1.0, help="0 = greedy (default 1.0, official)")
+    timeline.add_argument("--no-audio", action="store_true", help="use the frames only")
+    timeline.add_argument("--subtitles", action="store_true", help="put the video's own subtitles beside each part")
+
+
+def run_timeline(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from . import MediaError, Reading, load_pipeline
+    from .media import probe
+
+    try:
+        probe(args.media)  # a bad file fails in a second, before minutes of model loading
+        pipe = load_pipeline(**pipeline_options(args))
+        if pipe.is_preview:
+            print(f"[preview] {pipe.preview_reason}: the descriptions are NOT about the video.", file=sys.stderr)
+        reading = Reading(use_audio=not args.no_audio, subtitles="embedded" if args.subtitles else "off")
+        plan = pipe.plan_timeline(args.media, args.max_segments, reading)
+    except MediaError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"[plan] {plan.summary()}", file=sys.stderr)
+    cues = pipe.timeline(args.media, reading, plan=plan, temperature=args.temperature,
+                         max_new_tokens=args.max_new_tokens)
+    done = list(tqdm(cues, total=len(plan.spans), unit="part", file=sys.stderr))
+    if args.format == "text":
+        print("\n".join(f"{cue.label}  {' '.join(cue.text.split())}" for cue in done))
+    else:
+        print(format_cues_as([cue.as_cue() for cue in done], args.format))
+    return 0
 
 
 def run_ask(args: argparse.Namespace) -> int:
@@ -124,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .model.llm import LLMLoadError
     from .model.weights import CheckpointError
 
-    run = {"ask": run_ask, "download": run_download, "memory": run_memory}[args.command]
+    run = {"ask": run_ask, "download": run_download, "memory": run_memory, "timeline": run_timeline}[args.command]
     try:
         return run(args)
     except (CheckpointError, LLMLoadError, DownloadError, ValueError) as err:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import torch
@@ -29,6 +29,7 @@ from ..reading import Reading
 from .encode_cache import EncodeCache, EncodeKey, file_sha256, tensors_sha256
 from .long_video import SEGMENT_SECONDS, EncodeCostMeter, SegmentBudget, max_segments, plan_segments
 from .runtime import RuntimeChoice
+from .timeline import DEFAULT_MAX_SEGMENTS, TimelineCue, TimelinePlan, plan_timeline, run_timeline
 from .transcripts import given_cues, with_transcript
 from .zero_gpu import gpu_task, on_zero_gpu, to_cpu
 
@@ -138,6 +139,22 @@ class Pipeline:
         seconds, memory = self._costs.segment_cost(frames, audio_queries > 0)
         return dataclasses.replace(budget, estimated_seconds=seconds * budget.segments,
                                    estimated_memory_bytes=memory * budget.segments)
+
+    def plan_timeline(self, path: str | Path, max_segments: int = DEFAULT_MAX_SEGMENTS,
+                      reading: Reading | None = None) -> TimelinePlan:
+        """The parts a timeline of `path` would describe (one per ~30 s), with the time per part;
+        the file is only probed. Raises MediaError for an image or a video of unknown length."""
+        reading = reading or Reading()
+        return plan_timeline(self, path, max_segments, self._check_frames(reading.num_frames), reading.use_audio)
+
+    def timeline(self, path: str | Path, reading: Reading | None = None, *,
+                 max_segments: int = DEFAULT_MAX_SEGMENTS, plan: TimelinePlan | None = None,
+                 cancel: threading.Event | None = None, **sampling: float | int) -> Iterator[TimelineCue]:
+        """Timed descriptions of each part of a video, in order, each as soon as it is ready (see
+        `pipeline/timeline.py`). `reading` gives audio, frames per part and subtitles; `cancel`
+        (or closing the iterator) stops it, keeping the cues already given."""
+        plan = plan or self.plan_timeline(path, max_segments, reading)
+        return run_timeline(self, plan, reading, cancel, **sampling)
 
     def warm_cache(self, paths: Iterable[str | Path], reading: Reading | None = None) -> threading.Thread:
         """Encode `paths` (e.g. the bundled examples) in a background thread, so that choosing one

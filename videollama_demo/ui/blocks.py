@@ -8,7 +8,8 @@ Undo, New chat and a new upload cancel a running answer; the engine ends it at i
 API (for `gradio_client`): /upload (file + how to read it: audio, frames, long video, segments,
 subtitles from the file's own stream), /ask (question + sampling + an optional time span; streams
 the chat), /apply_transcript (subtitles as text: edited cues, or a whole .srt/.vtt), /regenerate,
-/stop, /undo, /reset (new conversation, same file). The rest is private.
+/stop, /undo, /reset (new conversation, same file), /timeline (streams the timeline panel, then its
+.vtt/.srt/.json files), /stop_timeline. The rest is private.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from .. import Pipeline
 from . import view
 from .actions import MediaView, PageActions, PageSession, hold_question, restore_question
 from .examples import ensure_examples
+from .timeline import CSS as TIMELINE_CSS
+from .timeline import timeline_panel
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +127,7 @@ def build_demo(pipeline: Pipeline, options: UIOptions = UIOptions()) -> gr.Block
                                        seen=seen, status=status, transcript=transcript, drop_zone=upload)
         gpu = {"concurrency_id": GPU, "concurrency_limit": options.concurrency}
         private = {"api_visibility": "private"}
+        timeline_panel(pipeline, page, [sampling[0], sampling[1], sampling[3]], gpu)
 
         # Questions: empty the box at once, then stream the answer in the queue.
         held = gr.on([question.submit, send.click], hold_question, [question], [question, held_question],
@@ -238,7 +242,7 @@ def launch_demo(demo: gr.Blocks, options: UIOptions = UIOptions(), **overrides):
     """Queue (bounded), then serve. `overrides` go to `Blocks.launch` (tests: prevent_thread_lock...)."""
     demo.queue(max_size=options.queue_size, default_concurrency_limit=options.concurrency)
     settings = dict(server_name=options.host, server_port=options.port, share=options.share,
-                    max_file_size=options.max_file_size, theme=gr.themes.Soft(), css=CSS, js=PAGE_JS,
+                    max_file_size=options.max_file_size, theme=gr.themes.Soft(), css=CSS + TIMELINE_CSS, js=PAGE_JS,
                     allowed_paths=[str(options.examples_dir)])
     return demo.launch(**(settings | overrides))
 
