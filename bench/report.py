@@ -53,7 +53,9 @@ class Row:
 def format_ratio(value: float, unit: Unit) -> str:
     if unit == "s":
         return seconds(value)
-    return f"{value * 100:.1f}%" if unit == "%" else f"{value:.2f}×"
+    if unit == "%":
+        return f"{value * 100:.2f}%" if value < 0.001 else f"{value * 100:.1f}%"  # a tiny share stays visible
+    return f"{value:.2f}×"
 
 
 def seconds(value: float) -> str:

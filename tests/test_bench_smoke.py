@@ -39,7 +39,8 @@ def test_every_row_runs_quickly_and_reports_a_number(preview_pipeline, tmp_path:
             assert row[3] == NO_GPU
         else:
             assert RATIO.match(row[3]), f"row {number} has no numeric ratio: {row[3]!r}"
-            assert float(re.match(r"[\d.]+", row[3]).group()) > 0
+            # A cache hit may cost nothing measurable: 0.0% is a result; a negative one is not.
+            assert float(re.match(r"[\d.]+", row[3]).group()) >= 0
     assert "Machine: " in output and "cores" in output and f"torch {torch.__version__}" in output
     assert (tmp_path / ".gitignore").read_text().strip().endswith("*")  # generated media stay out of git
     assert isinstance(preview_pipeline.encode_cache, EncodeCache) and preview_pipeline.encode_cache.memory_bytes > 0

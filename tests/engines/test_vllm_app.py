@@ -72,12 +72,12 @@ def vllm_pipeline(preview_pipeline: Pipeline, vllm_server: VLLMServer) -> Iterat
 @pytest.fixture(scope="module")
 def eight_files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     directory = tmp_path_factory.mktemp("eight_vllm")
-    sources = ["testsrc", "smptebars", "rgbtestsrc", "mandelbrot", "color=c=orange", "testsrc2", "cellauto",
-               "color=c=navy"]
+    sources = ["testsrc=", "smptebars=", "rgbtestsrc=", "mandelbrot=", "color=c=orange:", "testsrc2=", "cellauto=",
+               "color=c=navy:"]  # a source and the separator before its size
     files = []
     for number, source in enumerate(sources):
         path = directory / f"clip{number}.mp4"
-        media_factory.run_ffmpeg("-f", "lavfi", "-i", f"{source}:size=96x72:rate=8", "-t", "1.5", "-c:v", "libx264",
+        media_factory.run_ffmpeg("-f", "lavfi", "-i", f"{source}size=96x72:rate=8", "-t", "1.5", "-c:v", "libx264",
                                  "-pix_fmt", "yuv420p", str(path))
         files.append(path)
     return files
