@@ -58,12 +58,17 @@ class Housekeeper:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.expired: OrderedDict[str, float] = OrderedDict()
+        self.permanent: set[Path] = set()  # what the page itself put in the cache (the examples)
 
     @property
     def folder(self) -> Path:
         return self._folder or Path(gr.utils.get_upload_folder())
 
     def start(self) -> None:
+        # Files Gradio cached while the page was built are the examples' copies: the page links to
+        # them for as long as it is served, so they are never swept.
+        built = set(getattr(self.demo, "temp_files", set())).union(*getattr(self.demo, "temp_file_sets", []))
+        self.permanent = {Path(path) for path in built}
         self._thread = threading.Thread(target=self._run, name="housekeeper", daemon=True)
         self._thread.start()
 
@@ -132,7 +137,7 @@ class Housekeeper:
         if not folder.is_dir():
             return 0, 0
         cutoff = time.time() - self.upkeep.keep_seconds
-        in_use = self.files_in_use()
+        in_use = self.files_in_use() | self.permanent
         files = freed = 0
         for root, dirs, names in os.walk(folder, topdown=False):
             for name in names:
