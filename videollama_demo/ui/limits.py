@@ -334,31 +334,34 @@ def validate_texts(limit: int, *texts_and_names: tuple[str | None, str]) -> None
             raise gr.Error(refusal, print_exception=False)
 
 
-def question_validator(limit: int) -> Callable[..., Any]:
-    """An event validator (runs before the job joins the queue) refusing over-long questions."""
+def _verdicts(inputs: tuple[Any, ...], position: int, refusal: str | None) -> list[Any]:
+    """One `gr.validate` per input of the event (Gradio wants as many as there are inputs)."""
+    return [gr.validate(refusal is None or index != position, refusal or "" if index == position else "")
+            for index in range(len(inputs))]
 
-    def validate_question(question: str | None, *_: Any) -> Any:
-        refusal = text_refusal(question, limit, "question")
-        return gr.validate(refusal is None, refusal or "")
+
+def question_validator(limit: int) -> Callable[..., Any]:
+    """An event validator (runs before the job joins the queue) refusing over-long questions (input 0)."""
+
+    def validate_question(*inputs: Any) -> list[Any]:
+        return _verdicts(inputs, 0, text_refusal(inputs[0], limit, "question"))
 
     return validate_question
 
 
 def transcript_validator(limit: int = TRANSCRIPT_CHARS) -> Callable[..., Any]:
-    """An event validator refusing an over-long transcript (checked before it is parsed)."""
+    """An event validator refusing an over-long transcript (input 0), before it is parsed."""
 
-    def validate_transcript(text: str | None, *_: Any) -> Any:
-        refusal = text_refusal(text, limit, "transcript")
-        return gr.validate(refusal is None, refusal or "")
+    def validate_transcript(*inputs: Any) -> list[Any]:
+        return _verdicts(inputs, 0, text_refusal(inputs[0], limit, "transcript"))
 
     return validate_transcript
 
 
 def subtitle_validator(position: int) -> Callable[..., Any]:
-    """An event validator refusing a subtitle file too large to be one (argument `position`)."""
+    """An event validator refusing a subtitle file (input `position`) too large to be one."""
 
-    def validate_subtitle_file(*inputs: Any) -> Any:
-        refusal = subtitle_file_refusal(inputs[position] if len(inputs) > position else None)
-        return gr.validate(refusal is None, refusal or "")
+    def validate_subtitle_file(*inputs: Any) -> list[Any]:
+        return _verdicts(inputs, position, subtitle_file_refusal(inputs[position]))
 
     return validate_subtitle_file
