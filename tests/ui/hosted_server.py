@@ -29,6 +29,11 @@ class HostedServer:
     url: str
     upload_folder: Path
     log_path: Path
+    examples: frozenset[Path] = frozenset()  # cached while the page was built; never swept
+
+    def leftovers(self) -> list[Path]:
+        """Files in the upload folder other than the examples' copies."""
+        return [path for path in self.folder_files() if path not in self.examples]
 
     def rss_bytes(self) -> int:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
@@ -70,6 +75,7 @@ def start_server(workdir: Path, *flags: str) -> HostedServer:
             raise RuntimeError(f"the server exited:\n{server.log()[-3000:]}")
         try:
             if httpx.get(server.url + "gradio_api/info", timeout=2).status_code == 200:
+                server.examples = frozenset(server.folder_files())
                 return server
         except httpx.HTTPError:
             pass

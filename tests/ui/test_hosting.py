@@ -117,7 +117,7 @@ def test_oversized_and_multi_file_uploads_are_refused_and_leave_nothing(server: 
         files = [("files", ("a.mp4", video.read_bytes())), ("files", ("b.mp4", video.read_bytes()))]
         with pytest.raises(httpx.HTTPError):
             http.post(server.url + "gradio_api/upload", files=files).raise_for_status()
-    assert wait_until(lambda: not server.folder_files(), timeout=KEEP_SECONDS * 4 + 5), server.folder_files()
+    assert wait_until(lambda: not server.leftovers(), timeout=KEEP_SECONDS * 4 + 5), server.leftovers()
 
 
 def test_a_cut_off_multipart_upload_leaves_nothing_after_the_sweep(server: HostedServer) -> None:
@@ -131,7 +131,7 @@ def test_a_cut_off_multipart_upload_leaves_nothing_after_the_sweep(server: Hoste
                      f"Content-Length: {4 * 2**20}\r\n\r\n").encode() + head)
         raw.sendall(b"\1" * (2 * 2**20))  # half of what was announced, then the connection is cut
         time.sleep(1.0)
-    assert wait_until(lambda: not server.folder_files(), timeout=KEEP_SECONDS * 4 + 5), server.folder_files()
+    assert wait_until(lambda: not server.leftovers(), timeout=KEEP_SECONDS * 4 + 5), server.leftovers()
     assert server.process.poll() is None
 
 
@@ -150,7 +150,7 @@ def test_a_rest_only_session_keeps_its_upload_then_expires_and_it_is_swept(serve
     # its conversation is freed and its upload and thumbnails are swept.
     assert wait_until(lambda: not stored.exists(), timeout=SESSION_TTL + KEEP_SECONDS * 4 + 10)
     assert "ended 1 session(s) idle" in server.log()
-    assert wait_until(lambda: not server.folder_files(), timeout=KEEP_SECONDS * 4 + 5), server.folder_files()
+    assert wait_until(lambda: not server.leftovers(), timeout=KEEP_SECONDS * 4 + 5), server.leftovers()
 
 
 def test_one_address_queueing_ten_jobs_does_not_block_another(server: HostedServer, video: Path) -> None:
