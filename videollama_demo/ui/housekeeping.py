@@ -128,6 +128,13 @@ class Housekeeper:
         for session in list(holder.session_data.values()):
             for value in list(session.state_data.values()):
                 used.update(_paths_in(value))
+        # A file uploaded for a job still waiting in the queue is not in any session yet.
+        queue = getattr(self.demo, "_queue", None)
+        for event in list(queue.event_ids_to_events.values()) if queue is not None else []:
+            body = getattr(event, "data", None)
+            for value in getattr(body, "data", None) or []:
+                if isinstance(value, dict) and isinstance(value.get("path"), str):
+                    used.add(Path(value["path"]))
         return used
 
     # -- files ------------------------------------------------------------------------------
