@@ -35,7 +35,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--queue-size", type=int, default=32,
                         help="requests allowed to wait; beyond this users are told the queue is full (default: 32)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_host_options(parser)
     return parser
+
+
+def add_host_options(parser: argparse.ArgumentParser) -> None:
+    """What bounds the server's disk, memory and queue on a public host (README: "Hosting it publicly")."""
+    host = parser.add_argument_group("public hosting limits")
+    host.add_argument("--keep-uploads", type=float, default=3600, metavar="SECONDS",
+                      help="delete uploads and the files made from them once no session uses them and they are "
+                           "this old (default: 3600)")
+    host.add_argument("--upload-dir-size", default="20gb",
+                      help="most disk for uploads and Gradio's cache together; beyond it uploads are refused "
+                           "with 'the server is full' (default: 20gb)")
+    host.add_argument("--session-ttl", type=float, default=1800, metavar="SECONDS",
+                      help="end a session (and free its encoding and KV cache) after this long without a request, "
+                           "whatever the client (default: 1800)")
+    host.add_argument("--max-jobs-per-client", type=int, default=2, metavar="N",
+                      help="queued or running model jobs one client address may have (default: 2)")
+    host.add_argument("--trusted-proxy", action="store_true",
+                      help="the server is behind a proxy that sets X-Forwarded-For: count jobs by that address")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -43,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from videollama_demo import CheckpointError, DownloadError, EngineError, LLMLoadError, load_pipeline
-    from videollama_demo.ui import UIOptions, build_demo, launch_demo
+    from videollama_demo.ui import HostLimits, UIOptions, Upkeep, build_demo, launch_demo, parse_size
 
     try:
         pipeline = load_pipeline(**pipeline_options(args))
@@ -51,7 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("%s", err)
         return 1
     options = UIOptions(host=args.host, port=args.port, share=args.share, max_file_size=args.max_file_size,
-                        concurrency=args.concurrency or pipeline.engine.parallel_requests, queue_size=args.queue_size)
+                        concurrency=args.concurrency or pipeline.engine.parallel_requests, queue_size=args.queue_size,
+                        limits=HostLimits(upload_dir_bytes=parse_size(args.upload_dir_size),
+                                          jobs_per_client=args.max_jobs_per_client, trusted_proxy=args.trusted_proxy),
+                        upkeep=Upkeep(keep_seconds=args.keep_uploads, session_ttl=args.session_ttl))
     if pipeline.is_preview:
         log.warning("PREVIEW MODE (%s): answers are NOT about the video. See README.md#getting-the-weights.",
                     pipeline.preview_reason)

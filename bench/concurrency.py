@@ -32,7 +32,7 @@ from videollama_demo.engines.vllm import VLLMEngine
 from videollama_demo.engines.vllm_server import VLLMServer, prepare_served_model
 from videollama_demo.model.llm import find_smollm2_gguf
 from videollama_demo.prompt.parts import Text
-from videollama_demo.ui import UIOptions, build_demo, launch_demo
+from videollama_demo.ui import HostLimits, UIOptions, build_demo, launch_demo
 
 from .report import machine_line
 
@@ -95,7 +95,9 @@ def _text(message: dict) -> str:
 @contextlib.contextmanager
 def serving(pipeline: Pipeline, concurrency: int, port: int) -> Iterator[str]:
     with tempfile.TemporaryDirectory() as examples:
-        options = UIOptions(port=port, concurrency=concurrency, queue_size=64, examples_dir=Path(examples))
+        # Every user here comes from 127.0.0.1: lift the per-address job cap a public host keeps.
+        options = UIOptions(port=port, concurrency=concurrency, queue_size=64, examples_dir=Path(examples),
+                            limits=HostLimits(jobs_per_client=64))
         demo = build_demo(pipeline, options)
         _, url, _ = launch_demo(demo, options, prevent_thread_lock=True, quiet=True)
         try:

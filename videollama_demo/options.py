@@ -43,6 +43,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                         help="also keep media encodings on disk here, so a restart keeps them (default: memory only)")
     parser.add_argument("--cache-size", type=int, default=256, metavar="MB",
                         help="memory for media encodings shared by all sessions (default: 256 MB)")
+    parser.add_argument("--cache-dir-size", type=int, default=2048, metavar="MB",
+                        help="most disk for the encodings kept in --cache-dir; the least recently used go first "
+                             "(default: 2048 MB)")
     parser.add_argument("--max-duration", type=float, default=DEFAULT_MAX_SECONDS / 60, metavar="MINUTES",
                         help=f"longest video accepted (default: {DEFAULT_MAX_SECONDS / 60:.0f} minutes)")
 
@@ -100,4 +103,5 @@ def pipeline_options(args: argparse.Namespace) -> dict[str, Any]:
                 dtype=DTYPES[args.dtype] if args.dtype else None, paths=path_overrides(args),
                 quantization=args.quantization, lora=args.lora, merge_lora=not args.no_merge_lora,
                 download=args.download, cache_dir=args.cache_dir, cache_bytes=args.cache_size * 2**20,
+                cache_dir_bytes=args.cache_dir_size * 2**20,
                 max_seconds=args.max_duration * 60, **engine_options(args))

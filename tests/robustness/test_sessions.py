@@ -29,7 +29,7 @@ from videollama_demo import Pipeline, Reading
 from videollama_demo.chat.conversation import ChatSession
 from videollama_demo.engines.kv_cache import KVCachePool, KVCacheState
 from videollama_demo.engines.local import LocalEngine
-from videollama_demo.ui import UIOptions, build_demo, launch_demo
+from videollama_demo.ui import HostLimits, UIOptions, build_demo, launch_demo
 from videollama_demo.ui.actions import PageActions, PageSession
 from videollama_demo.ui.view import STOPPED_NOTE
 
@@ -87,7 +87,9 @@ def cached_keys(pipeline: Pipeline, chat: ChatSession) -> list:
 
 @contextlib.contextmanager
 def serve(pipeline: Pipeline, concurrency: int, examples_dir: Path) -> Iterator[Server]:
-    options = UIOptions(port=free_port(), concurrency=concurrency, queue_size=32, examples_dir=examples_dir)
+    # every session comes from 127.0.0.1 here, standing for many users: no per-address job cap
+    options = UIOptions(port=free_port(), concurrency=concurrency, queue_size=32, examples_dir=examples_dir,
+                        limits=HostLimits(jobs_per_client=32))
     demo = build_demo(pipeline, options)
     _, url, _ = launch_demo(demo, options, prevent_thread_lock=True, quiet=True)
     try:

@@ -15,7 +15,7 @@ import pytest
 from gradio_client import Client
 
 from videollama_demo import Pipeline, Reading
-from videollama_demo.ui import UIOptions, build_demo, launch_demo
+from videollama_demo.ui import HostLimits, UIOptions, build_demo, launch_demo
 
 # Greedy and short: answers are deterministic and each takes about a second on a CPU.
 GREEDY = {"temperature": 0.0, "top_p": 0.9, "max_new_tokens": 12, "repetition_penalty": 1.0}
@@ -36,7 +36,8 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def live_app(preview_pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
     # Two model jobs at once, so concurrent sessions really interleave their answers token by token.
-    options = UIOptions(port=free_port(), concurrency=2, queue_size=16,
+    # Many sessions from one address (127.0.0.1) stand for many users here: no per-address job cap.
+    options = UIOptions(port=free_port(), concurrency=2, queue_size=16, limits=HostLimits(jobs_per_client=16),
                         examples_dir=tmp_path_factory.mktemp("examples"))
     demo = build_demo(preview_pipeline, options)
     _, url, _ = launch_demo(demo, options, prevent_thread_lock=True, quiet=True)

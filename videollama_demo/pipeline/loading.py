@@ -29,7 +29,7 @@ from ..media.isolation import DecoderPool
 from ..model.llm import LLMLoadError, LoadedLLM, Quantization, load_llm, load_llm_embeddings, resolve_llm_path
 from ..model.video_llama import VideoLlamaEncoder
 from ..model.weights import CheckpointError, load_official_weights
-from .encode_cache import DEFAULT_MEMORY_BYTES, EncodeCache
+from .encode_cache import DEFAULT_DISK_BYTES, DEFAULT_MEMORY_BYTES, EncodeCache
 from .memory import precision_of, startup_report
 from .pipeline import Pipeline
 from .runtime import RuntimeChoice, choose_runtime
@@ -58,17 +58,18 @@ def load_pipeline(model: str | VideoLlamaConfig = "auto", checkpoints: str | Pat
                   kv_cache_sessions: int = 8, *, paths: PathOverrides | None = None,
                   quantization: Quantization | None = None, lora: str | Path | None = None,
                   merge_lora: bool = True, download: bool = False, cache_bytes: int = DEFAULT_MEMORY_BYTES,
-                  cache_dir: str | Path | None = None, isolate_decoding: bool = True,
-                  max_seconds: float | None = DEFAULT_MAX_SECONDS, engine: EngineName = "local",
-                  vllm: VLLMOptions | None = None) -> Pipeline:
+                  cache_dir: str | Path | None = None, cache_dir_bytes: int = DEFAULT_DISK_BYTES,
+                  isolate_decoding: bool = True, max_seconds: float | None = DEFAULT_MAX_SECONDS,
+                  engine: EngineName = "local", vllm: VLLMOptions | None = None) -> Pipeline:
     """Load a preset (or "auto": complete local official checkpoints, else the preview).
 
     `paths` puts single files elsewhere (keys eva_vit, blip2, vl, al, imagebind, llm). `download`
     fetches what is missing first (with "auto": the 7B model, and only with a GPU and the network).
     `quantization` ("8bit"/"4bit", GPU only) loads the LLM with bitsandbytes; `lora` applies a peft
     adapter to the LLM (merged into its weights unless `merge_lora` is False). Encodings are kept in
-    `cache_bytes` of memory, and in `cache_dir` across restarts when given. Uploads are decoded in a
-    worker process (`isolate_decoding`), and videos longer than `max_seconds` are refused.
+    `cache_bytes` of memory, and in `cache_dir` (at most `cache_dir_bytes`) across restarts when given.
+    Uploads are decoded in a worker process (`isolate_decoding`), and videos longer than `max_seconds`
+    are refused.
 
     `engine="vllm"` answers through a vLLM server (`vllm`: a running one, or one started here):
     this process then holds only the tokenizer and the token embeddings of the LLM."""
@@ -96,8 +97,8 @@ def load_pipeline(model: str | VideoLlamaConfig = "auto", checkpoints: str | Pat
     if decoder is not None:
         decoder.warm_up()  # the worker imports torch in the background, not on the first upload
     return Pipeline(config, encoder, llm, runtime, engine=answering,
-                    preview_reason=preview_reason, encode_cache=EncodeCache(cache_bytes, cache_dir), decoder=decoder,
-                    max_seconds=max_seconds)
+                    preview_reason=preview_reason, encode_cache=EncodeCache(cache_bytes, cache_dir, cache_dir_bytes),
+                    decoder=decoder, max_seconds=max_seconds)
 
 
 def _local_engine(llm: LoadedLLM, kv_cache_sessions: int) -> Engine:

@@ -5,5 +5,7 @@
 """
 
 from .blocks import UIOptions, build_demo, launch_demo
+from .housekeeping import Upkeep
+from .limits import HostLimits, parse_size
 
-__all__ = ["UIOptions", "build_demo", "launch_demo"]
+__all__ = ["HostLimits", "UIOptions", "Upkeep", "build_demo", "launch_demo", "parse_size"]

@@ -380,7 +380,9 @@ def as_user_error(err: Exception, doing: str) -> gr.Error:
     if isinstance(err, gr.Error):
         return err
     if isinstance(err, (MediaError, ChatError, EngineError, ValueError)):  # ValueError: a setting out of range
-        return gr.Error(str(err))
+        # one log line for what the user is told; the traceback only with -v (debug logging)
+        log.info("refused while %s: %s", doing, err)
+        return gr.Error(str(err), print_exception=log.isEnabledFor(logging.DEBUG))
     log.error("unexpected failure while %s", doing, exc_info=err)
     return gr.Error(f"Something went wrong while {doing} ({type(err).__name__}). "
                     "The conversation is unchanged; please try again.")

@@ -14,6 +14,7 @@ the chat), /apply_transcript (subtitles as text: edited cues, or a whole .srt/.v
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass
@@ -25,6 +26,9 @@ from .. import Pipeline
 from . import view
 from .actions import MediaView, PageActions, PageSession, hold_question, restore_question
 from .examples import ensure_examples
+from .hosting import guarded_app_kwargs, start_housekeeping
+from .housekeeping import Upkeep
+from .limits import HostLimits, parse_size, question_chars, question_validator, subtitle_validator, transcript_validator
 from .timeline import CSS as TIMELINE_CSS
 from .timeline import timeline_panel
 
@@ -75,6 +79,8 @@ class UIOptions:
     concurrency: int = 1  # model jobs (encode or answer) at once
     queue_size: int = 32  # requests waiting beyond this are refused with "queue is full"
     examples_dir: Path = REPO_ROOT / "assets" / "generated"
+    limits: HostLimits = HostLimits()  # what one request may cost (limits.py)
+    upkeep: Upkeep = Upkeep()  # how long uploads and idle sessions stay (housekeeping.py)
 
 
 def build_demo(pipeline: Pipeline, options: UIOptions = UIOptions()) -> gr.Blocks:
@@ -133,7 +139,8 @@ def build_demo(pipeline: Pipeline, options: UIOptions = UIOptions()) -> gr.Block
         held = gr.on([question.submit, send.click], hold_question, [question], [question, held_question],
                      queue=False, **private)
         asking = held.then(actions.ask, [held_question, *sampling, *span, page], [chatbot],
-                           api_name="ask", show_progress="full", **gpu)
+                           api_name="ask", show_progress="full",
+                           validator=question_validator(question_chars(pipeline.config.llm.context_length)), **gpu)
         asking.failure(restore_question, [held_question, question], [question], queue=False, **private)
         retrying = gr.on([regenerate.click, chatbot.retry], actions.retry, [*sampling, page], [chatbot],
                          api_name="regenerate", show_progress="full", **gpu)
@@ -161,11 +168,12 @@ def build_demo(pipeline: Pipeline, options: UIOptions = UIOptions()) -> gr.Block
                     show_progress="full", **gpu, **private)
         subtitle_file.upload(_keep, [subtitle_file], [subtitle_path], queue=False, **private).then(
             actions.settings_changed, media_inputs[1:], media_outputs, cancels=answers, show_progress="full",
-            **gpu, **private)
+            validator=subtitle_validator(media_inputs[1:].index(subtitle_path)), **gpu, **private)
         subtitle_file.clear(_forget, None, [subtitle_path], queue=False, **private)
         apply_transcript.click(actions.apply_transcript,
                                [transcript, use_audio, num_frames, long_video, segments, page], media_outputs,
-                               cancels=answers, api_name="apply_transcript", show_progress="full", **gpu)
+                               cancels=answers, api_name="apply_transcript", show_progress="full",
+                               validator=transcript_validator(), **gpu)
         demo.unload(actions.tab_closed)
     return demo
 
@@ -241,9 +249,13 @@ def _examples(pipeline: Pipeline, options: UIOptions, upload: gr.File, question:
 def launch_demo(demo: gr.Blocks, options: UIOptions = UIOptions(), **overrides):
     """Queue (bounded), then serve. `overrides` go to `Blocks.launch` (tests: prevent_thread_lock...)."""
     demo.queue(max_size=options.queue_size, default_concurrency_limit=options.concurrency)
+    # the request limit is the file limit: one file per upload request
+    limits = dataclasses.replace(options.limits, queue_size=options.queue_size,
+                                 request_bytes=parse_size(options.max_file_size))
+    start_housekeeping(demo, options.upkeep)
     settings = dict(server_name=options.host, server_port=options.port, share=options.share,
                     max_file_size=options.max_file_size, theme=gr.themes.Soft(), css=CSS + TIMELINE_CSS, js=PAGE_JS,
-                    allowed_paths=[str(options.examples_dir)])
+                    allowed_paths=[str(options.examples_dir)], app_kwargs=guarded_app_kwargs(demo, limits, GPU))
     return demo.launch(**(settings | overrides))
 
 
