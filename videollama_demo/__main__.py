@@ -84,9 +84,9 @@ def run_batch(args: argparse.Namespace) -> int:
     from .pipeline.report import write_report
 
     settings = parse_vary(args.vary)
-    videos = expand_videos(args.videos)
-    jobs = plan_jobs(videos, read_questions(args.questions), settings)
     out = Path(args.out)
+    videos = expand_videos(args.videos, skip=out)
+    jobs = plan_jobs(videos, read_questions(args.questions), settings)
     out.mkdir(parents=True, exist_ok=True)
     store = ResultStore(out / "results.jsonl")
     digests = {video: digest_of(video) for video in videos}

@@ -137,12 +137,15 @@ def read_questions(path: str | Path) -> list[Question]:
     return questions
 
 
-def expand_videos(paths: Iterable[str | Path]) -> list[Path]:
-    """Files as given (a bad one becomes an error row), folders as their media files, sorted."""
+def expand_videos(paths: Iterable[str | Path], skip: Path | None = None) -> list[Path]:
+    """Files as given (a bad one becomes an error row), folders as their media files, sorted.
+    Files under `skip` (the output folder, whose frame strips are images) are not inputs."""
+    skip = skip.resolve() if skip is not None else None
     videos: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            videos += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+            videos += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES
+                             and (skip is None or not p.resolve().is_relative_to(skip)))
         else:
             videos.append(path)
     return list(dict.fromkeys(videos))
