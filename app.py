@@ -32,6 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="model jobs (encoding or answering) run at once; more wait in the queue (default: 1)")
     parser.add_argument("--queue-size", type=int, default=32,
                         help="requests allowed to wait; beyond this users are told the queue is full (default: 32)")
+    parser.add_argument("--api-key", default=os.environ.get("VIDEOLLAMA_API_KEY") or None,
+                        help="require `Authorization: Bearer KEY` on the OpenAI-style /v1 routes "
+                             "(default: $VIDEOLLAMA_API_KEY; unset: open, fine on 127.0.0.1)")
+    parser.add_argument("--allow-url-fetch", action="store_true",
+                        help="let /v1/chat/completions fetch http(s) media URLs (default: data: URLs only)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 
@@ -44,7 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from videollama_demo.ui import UIOptions, build_demo, launch_demo
 
     options = UIOptions(host=args.host, port=args.port, share=args.share, max_file_size=args.max_file_size,
-                        concurrency=args.concurrency, queue_size=args.queue_size)
+                        concurrency=args.concurrency, queue_size=args.queue_size, api_key=args.api_key,
+                        allow_url_fetch=args.allow_url_fetch)
     try:
         pipeline = load_pipeline(**pipeline_options(args))
     except (CheckpointError, LLMLoadError, DownloadError, ValueError) as err:

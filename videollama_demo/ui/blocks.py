@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
+from gradio.utils import _parse_file_size
 
 from .. import Pipeline
-from . import view
+from . import api, view
 from .actions import MediaView, PageActions, PageSession, hold_question, restore_question
 from .examples import ensure_examples
 
@@ -72,11 +73,15 @@ class UIOptions:
     concurrency: int = 1  # model jobs (encode or answer) at once
     queue_size: int = 32  # requests waiting beyond this are refused with "queue is full"
     examples_dir: Path = REPO_ROOT / "assets" / "generated"
+    api_key: str | None = None  # the OpenAI-style routes (ui/api.py) then need `Authorization: Bearer KEY`
+    allow_url_fetch: bool = False  # those routes may fetch http(s) media URLs
 
 
 def build_demo(pipeline: Pipeline, options: UIOptions = UIOptions()) -> gr.Blocks:
     """The page around an already loaded pipeline."""
     actions = PageActions(pipeline, options.examples_dir)
+    # One set of model slots for the page and the OpenAI-style API: neither can starve the other.
+    gate = api.ModelGate(options.concurrency, options.queue_size)
     facts = view.ModelFacts.of(pipeline)
     with gr.Blocks(title="Video-LLaMA chat", analytics_enabled=False) as demo:
         page = gr.State(None, delete_callback=PageActions.state_deleted)
@@ -128,10 +133,10 @@ def build_demo(pipeline: Pipeline, options: UIOptions = UIOptions()) -> gr.Block
         # Questions: empty the box at once, then stream the answer in the queue.
         held = gr.on([question.submit, send.click], hold_question, [question], [question, held_question],
                      queue=False, **private)
-        asking = held.then(actions.ask, [held_question, *sampling, *span, page], [chatbot],
+        asking = held.then(gate.wrap(actions.ask), [held_question, *sampling, *span, page], [chatbot],
                            api_name="ask", show_progress="full", **gpu)
         asking.failure(restore_question, [held_question, question], [question], queue=False, **private)
-        retrying = gr.on([regenerate.click, chatbot.retry], actions.retry, [*sampling, page], [chatbot],
+        retrying = gr.on([regenerate.click, chatbot.retry], gate.wrap(actions.retry), [*sampling, page], [chatbot],
                          api_name="regenerate", show_progress="full", **gpu)
         answers = [asking, retrying]
 
@@ -146,23 +151,25 @@ def build_demo(pipeline: Pipeline, options: UIOptions = UIOptions()) -> gr.Block
         use_audio, num_frames, long_video, segments, subtitles, subtitle_file = reading
         subtitle_path = gr.State(None)
         media_inputs = [upload, use_audio, num_frames, long_video, segments, subtitles, subtitle_path, page]
-        uploading = upload.upload(actions.upload, media_inputs, media_outputs, cancels=answers,
+        uploading = upload.upload(gate.wrap(actions.upload), media_inputs, media_outputs, cancels=answers,
                                   api_name="upload", show_progress="full", **gpu)
         uploading.failure(actions.file_refused, [page], [upload, chatbot], queue=False, **private)
         if example_set is not None:
-            example_set.load_input_event.then(actions.upload, media_inputs, media_outputs, cancels=answers,
+            example_set.load_input_event.then(gate.wrap(actions.upload), media_inputs, media_outputs, cancels=answers,
                                               show_progress="full", **gpu, **private)
         for changed in (use_audio.input, num_frames.release, long_video.input, segments.release, subtitles.input):
-            changed(actions.settings_changed, media_inputs[1:], media_outputs, cancels=answers,
+            changed(gate.wrap(actions.settings_changed), media_inputs[1:], media_outputs, cancels=answers,
                     show_progress="full", **gpu, **private)
         subtitle_file.upload(_keep, [subtitle_file], [subtitle_path], queue=False, **private).then(
-            actions.settings_changed, media_inputs[1:], media_outputs, cancels=answers, show_progress="full",
+            gate.wrap(actions.settings_changed), media_inputs[1:], media_outputs, cancels=answers, show_progress="full",
             **gpu, **private)
         subtitle_file.clear(_forget, None, [subtitle_path], queue=False, **private)
-        apply_transcript.click(actions.apply_transcript,
+        apply_transcript.click(gate.wrap(actions.apply_transcript),
                                [transcript, use_audio, num_frames, long_video, segments, page], media_outputs,
                                cancels=answers, api_name="apply_transcript", show_progress="full", **gpu)
         demo.unload(actions.tab_closed)
+    api.attach(demo, pipeline, gate, api.ApiOptions(options.api_key, options.allow_url_fetch,
+                                                    _parse_file_size(options.max_file_size)))
     return demo
 
 
@@ -239,7 +246,7 @@ def launch_demo(demo: gr.Blocks, options: UIOptions = UIOptions(), **overrides):
     demo.queue(max_size=options.queue_size, default_concurrency_limit=options.concurrency)
     settings = dict(server_name=options.host, server_port=options.port, share=options.share,
                     max_file_size=options.max_file_size, theme=gr.themes.Soft(), css=CSS, js=PAGE_JS,
-                    allowed_paths=[str(options.examples_dir)])
+                    allowed_paths=[str(options.examples_dir)], app_kwargs=api.app_kwargs(demo))
     return demo.launch(**(settings | overrides))
 
 
