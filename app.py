@@ -61,6 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     pipeline.preview_reason)
     else:
         log.info("loaded %s on %s", pipeline.config.name, pipeline.runtime.device)
+    if args.api_key is None and args.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("The OpenAI-style /v1 routes are open to anyone who reaches %s: set --api-key "
+                    "(or VIDEOLLAMA_API_KEY) to require a key.", args.host)
     launch_demo(build_demo(pipeline, options), options)
     return 0
 
