@@ -34,6 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: 1 with the local engine, 16 with vllm, which batches them)")
     parser.add_argument("--queue-size", type=int, default=32,
                         help="requests allowed to wait; beyond this users are told the queue is full (default: 32)")
+    parser.add_argument("--api-key", default=os.environ.get("VIDEOLLAMA_API_KEY") or None,
+                        help="require `Authorization: Bearer KEY` on the OpenAI-style /v1 routes "
+                             "(default: $VIDEOLLAMA_API_KEY; unset: open, fine on 127.0.0.1)")
+    parser.add_argument("--allow-url-fetch", action="store_true",
+                        help="let /v1/chat/completions fetch http(s) media URLs (default: data: URLs only)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     add_host_options(parser)
     return parser
@@ -73,12 +78,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                         concurrency=args.concurrency or pipeline.engine.parallel_requests, queue_size=args.queue_size,
                         limits=HostLimits(upload_dir_bytes=parse_size(args.upload_dir_size),
                                           jobs_per_client=args.max_jobs_per_client, trusted_proxy=args.trusted_proxy),
-                        upkeep=Upkeep(keep_seconds=args.keep_uploads, session_ttl=args.session_ttl))
+                        upkeep=Upkeep(keep_seconds=args.keep_uploads, session_ttl=args.session_ttl),
+                        api_key=args.api_key, allow_url_fetch=args.allow_url_fetch)
     if pipeline.is_preview:
         log.warning("PREVIEW MODE (%s): answers are NOT about the video. See README.md#getting-the-weights.",
                     pipeline.preview_reason)
     else:
         log.info("loaded %s on %s", pipeline.config.name, pipeline.runtime.device)
+    if args.api_key is None and args.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("The OpenAI-style /v1 routes are open to anyone who reaches %s: set --api-key "
+                    "(or VIDEOLLAMA_API_KEY) to require a key.", args.host)
     # A plain `kill` ends the app like Ctrl-C does, so a vLLM server it started is stopped too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:

@@ -1,5 +1,5 @@
 """Command line: `python -m videollama_demo ask VIDEO_OR_IMAGE "question" [-i]`, `timeline VIDEO`,
-`download PRESET`, `memory`."""
+`batch VIDEOS... --questions FILE --out DIR`, `download PRESET`, `memory`."""
 
 from __future__ import annotations
 
@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"presets to show (default: {', '.join(DOWNLOADABLE_PRESETS)})")
     memory.add_argument("--checkpoints", default="checkpoints", help="read the LLM shape from here when present")
     add_timeline_command(commands)
+    add_batch_parser(commands)
     return parser
 
 
@@ -89,6 +90,68 @@ def run_timeline(args: argparse.Namespace) -> int:
         print("\n".join(f"{cue.label}  {' '.join(cue.text.split())}" for cue in done))
     else:
         print(format_cues_as([cue.as_cue() for cue in done], args.format))
+    return 0
+
+
+def add_batch_parser(commands: argparse._SubParsersAction) -> None:
+    batch = commands.add_parser(
+        "batch", help="answer every question about every video (and setting): results.jsonl + report.html; "
+                      "running it again skips what is done")
+    batch.add_argument("videos", nargs="+", metavar="VIDEO", help="video or image files, and/or folders of them")
+    batch.add_argument("--questions", required=True, metavar="FILE",
+                       help="one question per line, or JSON lines with \"question\" and optional \"video\", "
+                            "\"audio\", \"frames\"")
+    batch.add_argument("--out", required=True, metavar="DIR", help="where results.jsonl and report.html go")
+    add_model_options(batch)
+    batch.add_argument("--temperature", type=float, default=1.0, help="0 = greedy (default 1.0, official)")
+    batch.add_argument("--max-new-tokens", type=int, default=300)
+    batch.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2",
+                       help="run each pair under several settings: audio=on,off and/or frames=8,16 "
+                            "(repeat the flag to combine them)")
+
+
+def run_batch(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from . import load_pipeline
+    from .pipeline.batch import (
+        BatchRunner,
+        ResultStore,
+        RunOptions,
+        digest_of,
+        expand_videos,
+        parse_vary,
+        pending_jobs,
+        plan_jobs,
+        read_questions,
+    )
+    from .pipeline.report import write_report
+
+    settings = parse_vary(args.vary)
+    out = Path(args.out)
+    videos = expand_videos(args.videos, skip=out)
+    jobs = plan_jobs(videos, read_questions(args.questions), settings)
+    out.mkdir(parents=True, exist_ok=True)
+    store = ResultStore(out / "results.jsonl")
+    digests = {video: digest_of(video) for video in videos}
+    todo = pending_jobs(jobs, store, digests)
+    print(f"{len(jobs)} answers in all ({len(videos)} files x questions x {len(settings)} setting(s)); "
+          f"{len(jobs) - len(todo)} already in {store.path}", file=sys.stderr)
+    if todo:
+        pipe = load_pipeline(**pipeline_options(args))
+        if pipe.is_preview:
+            print(f"[preview] {pipe.preview_reason}: answers are NOT about the videos.", file=sys.stderr)
+        runner = BatchRunner(pipe, store, out, RunOptions(temperature=args.temperature,
+                                                          max_new_tokens=args.max_new_tokens), digests)
+        try:
+            with tqdm(total=len(todo), unit="answer", desc="batch") as bar:
+                runner.run(todo, bar.update)
+        finally:
+            write_report(store.rows, out)  # also after Ctrl-C: the report shows what is done
+            pipe.close()
+    report = write_report(store.rows, out)
+    errors = sum(1 for row in store.rows if row.get("error"))
+    print(f"{report} ({len(store.rows)} rows, {errors} errors)", file=sys.stderr)
     return 0
 
 
@@ -169,7 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .model.llm import LLMLoadError
     from .model.weights import CheckpointError
 
-    run = {"ask": run_ask, "download": run_download, "memory": run_memory, "timeline": run_timeline}[args.command]
+    run = {"ask": run_ask, "download": run_download, "memory": run_memory, "timeline": run_timeline,
+           "batch": run_batch}[args.command]
     try:
         return run(args)
     except (CheckpointError, LLMLoadError, DownloadError, ValueError) as err:

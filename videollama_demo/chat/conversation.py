@@ -70,6 +70,7 @@ class Reply:
         self.stopped = False
         self.prefilled = 0  # prompt positions computed for this answer
         self.reused = 0  # prompt positions taken from a kept KV cache
+        self.generated = 0  # token ids the model wrote (the stop token not counted)
         self._deltas: Iterator[str] = iter(())
 
     def __iter__(self) -> Iterator[str]:
@@ -138,6 +139,14 @@ class ChatSession:
         reply = Reply()
         reply._deltas = self._answer(turn, settings, reply, self._version, self._stop_requests)
         return reply
+
+    def add_answered_turn(self, question: str, answer: str) -> None:
+        """Add a turn answered elsewhere: a stateless client (the OpenAI-style API) sends the whole
+        conversation each time, and its earlier turns are replayed as they were, not answered again."""
+        if self.media is None:
+            raise ChatError("Upload a video or an image first, then ask about it.")
+        with self._exclusive():
+            self.turns.append(Turn(question.strip(), answer=answer))
 
     def undo(self) -> Turn | None:
         """Remove the last turn (question and answer) from the conversation."""
@@ -251,6 +260,7 @@ class ChatSession:
         finally:
             if tokens is not None:
                 tokens.close()  # type: ignore[attr-defined]  # ends the engine's request (Stop)
+            reply.generated = len(generated)
             self._finish_turn(turn, decoder, reply)
 
     def _start_generation(self, settings: SamplingSettings, reply: Reply) -> Iterator[int]:

@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
+from gradio.utils import _parse_file_size
 
 from .. import Pipeline
-from . import view
+from . import api, view
 from .actions import MediaView, PageActions, PageSession, hold_question, restore_question
 from .examples import ensure_examples
-from .hosting import guarded_app_kwargs, start_housekeeping
+from .hosting import guarded_app_kwargs, merged_app_kwargs, start_housekeeping
 from .housekeeping import Upkeep
 from .limits import HostLimits, parse_size, question_chars, question_validator, subtitle_validator, transcript_validator
 from .timeline import CSS as TIMELINE_CSS
@@ -81,11 +82,15 @@ class UIOptions:
     examples_dir: Path = REPO_ROOT / "assets" / "generated"
     limits: HostLimits = HostLimits()  # what one request may cost (limits.py)
     upkeep: Upkeep = Upkeep()  # how long uploads and idle sessions stay (housekeeping.py)
+    api_key: str | None = None  # the OpenAI-style routes (ui/api.py) then need `Authorization: Bearer KEY`
+    allow_url_fetch: bool = False  # those routes may fetch http(s) media URLs
 
 
 def build_demo(pipeline: Pipeline, options: UIOptions = UIOptions()) -> gr.Blocks:
     """The page around an already loaded pipeline."""
     actions = PageActions(pipeline, options.examples_dir)
+    # One set of model slots for the page and the OpenAI-style API: neither can starve the other.
+    gate = api.ModelGate(options.concurrency, options.queue_size)
     facts = view.ModelFacts.of(pipeline)
     with gr.Blocks(title="Video-LLaMA chat", analytics_enabled=False) as demo:
         page = gr.State(None, delete_callback=PageActions.state_deleted)
@@ -133,16 +138,16 @@ def build_demo(pipeline: Pipeline, options: UIOptions = UIOptions()) -> gr.Block
                                        seen=seen, status=status, transcript=transcript, drop_zone=upload)
         gpu = {"concurrency_id": GPU, "concurrency_limit": options.concurrency}
         private = {"api_visibility": "private"}
-        timeline_panel(pipeline, page, [sampling[0], sampling[1], sampling[3]], gpu)
+        timeline_panel(pipeline, page, [sampling[0], sampling[1], sampling[3]], gpu, gate.wrap)
 
         # Questions: empty the box at once, then stream the answer in the queue.
         held = gr.on([question.submit, send.click], hold_question, [question], [question, held_question],
                      queue=False, **private)
-        asking = held.then(actions.ask, [held_question, *sampling, *span, page], [chatbot],
+        asking = held.then(gate.wrap(actions.ask), [held_question, *sampling, *span, page], [chatbot],
                            api_name="ask", show_progress="full",
                            validator=question_validator(question_chars(pipeline.config.llm.context_length)), **gpu)
         asking.failure(restore_question, [held_question, question], [question], queue=False, **private)
-        retrying = gr.on([regenerate.click, chatbot.retry], actions.retry, [*sampling, page], [chatbot],
+        retrying = gr.on([regenerate.click, chatbot.retry], gate.wrap(actions.retry), [*sampling, page], [chatbot],
                          api_name="regenerate", show_progress="full", **gpu)
         answers = [asking, retrying]
 
@@ -157,24 +162,26 @@ def build_demo(pipeline: Pipeline, options: UIOptions = UIOptions()) -> gr.Block
         use_audio, num_frames, long_video, segments, subtitles, subtitle_file = reading
         subtitle_path = gr.State(None)
         media_inputs = [upload, use_audio, num_frames, long_video, segments, subtitles, subtitle_path, page]
-        uploading = upload.upload(actions.upload, media_inputs, media_outputs, cancels=answers,
+        uploading = upload.upload(gate.wrap(actions.upload), media_inputs, media_outputs, cancels=answers,
                                   api_name="upload", show_progress="full", **gpu)
         uploading.failure(actions.file_refused, [page], [upload, chatbot], queue=False, **private)
         if example_set is not None:
-            example_set.load_input_event.then(actions.upload, media_inputs, media_outputs, cancels=answers,
+            example_set.load_input_event.then(gate.wrap(actions.upload), media_inputs, media_outputs, cancels=answers,
                                               show_progress="full", **gpu, **private)
         for changed in (use_audio.input, num_frames.release, long_video.input, segments.release, subtitles.input):
-            changed(actions.settings_changed, media_inputs[1:], media_outputs, cancels=answers,
+            changed(gate.wrap(actions.settings_changed), media_inputs[1:], media_outputs, cancels=answers,
                     show_progress="full", **gpu, **private)
         subtitle_file.upload(_keep, [subtitle_file], [subtitle_path], queue=False, **private).then(
-            actions.settings_changed, media_inputs[1:], media_outputs, cancels=answers, show_progress="full",
-            validator=subtitle_validator(media_inputs[1:].index(subtitle_path)), **gpu, **private)
+            gate.wrap(actions.settings_changed), media_inputs[1:], media_outputs, cancels=answers,
+            show_progress="full", validator=subtitle_validator(media_inputs[1:].index(subtitle_path)), **gpu, **private)
         subtitle_file.clear(_forget, None, [subtitle_path], queue=False, **private)
-        apply_transcript.click(actions.apply_transcript,
+        apply_transcript.click(gate.wrap(actions.apply_transcript),
                                [transcript, use_audio, num_frames, long_video, segments, page], media_outputs,
                                cancels=answers, api_name="apply_transcript", show_progress="full",
                                validator=transcript_validator(), **gpu)
         demo.unload(actions.tab_closed)
+    api.attach(demo, pipeline, gate, api.ApiOptions(options.api_key, options.allow_url_fetch,
+                                                    _parse_file_size(options.max_file_size)))
     return demo
 
 
@@ -255,7 +262,8 @@ def launch_demo(demo: gr.Blocks, options: UIOptions = UIOptions(), **overrides):
     start_housekeeping(demo, options.upkeep)
     settings = dict(server_name=options.host, server_port=options.port, share=options.share,
                     max_file_size=options.max_file_size, theme=gr.themes.Soft(), css=CSS + TIMELINE_CSS, js=PAGE_JS,
-                    allowed_paths=[str(options.examples_dir)], app_kwargs=guarded_app_kwargs(demo, limits, GPU))
+                    allowed_paths=[str(options.examples_dir)],
+                    app_kwargs=merged_app_kwargs(guarded_app_kwargs(demo, limits, GPU), api.app_kwargs(demo)))
     return demo.launch(**(settings | overrides))
 
 

@@ -32,3 +32,18 @@ def start_housekeeping(demo: gr.Blocks, upkeep: Upkeep) -> Housekeeper:
         keeper.start()
         demo.housekeeper = keeper  # type: ignore[attr-defined]  # for tests and close
     return keeper
+
+
+def merged_app_kwargs(*parts: dict[str, Any]) -> dict[str, Any]:
+    """One `launch(app_kwargs=...)` from several: lists (middleware, routes) are joined, dicts
+    (exception handlers) merged, so the host guard and the API routes both reach the FastAPI app."""
+    merged: dict[str, Any] = {}
+    for part in parts:
+        for key, value in part.items():
+            if isinstance(value, list):
+                merged[key] = [*merged.get(key, []), *value]
+            elif isinstance(value, dict):
+                merged[key] = {**merged.get(key, {}), **value}
+            else:
+                merged[key] = value
+    return merged

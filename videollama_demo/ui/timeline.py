@@ -14,7 +14,7 @@ import logging
 import tempfile
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import gradio as gr
@@ -170,8 +170,9 @@ def part_reading(media: MediaEncoding) -> Reading:
 
 
 def timeline_panel(pipeline: Pipeline, page: gr.State, sampling: Sequence[gr.components.Component],
-                   gpu: dict) -> None:
-    """The Timeline accordion and its events. `sampling`: temperature, top-p, repetition penalty."""
+                   gpu: dict, hold_model_slot: Callable[[Callable], Callable] = lambda handler: handler) -> None:
+    """The Timeline accordion and its events. `sampling`: temperature, top-p, repetition penalty.
+    `hold_model_slot` wraps the model work so it shares the page's and the API's model slots."""
     actions = TimelineActions(pipeline)
     with gr.Accordion("Timeline: what happens in each part of the video", open=True, elem_id="timeline-panel"):
         with gr.Row():
@@ -181,5 +182,5 @@ def timeline_panel(pipeline: Pipeline, page: gr.State, sampling: Sequence[gr.com
                         "click a part to play it.</p>", elem_id="timeline", js_on_load=PANEL_JS)
         files = gr.File(label="Download the timeline: WebVTT, SRT, JSON", file_count="multiple",
                         interactive=False, elem_id="timeline-files")
-    make.click(actions.make, [*sampling, page], [shown, files], api_name="timeline", show_progress="minimal", **gpu)
+    make.click(hold_model_slot(actions.make), [*sampling, page], [shown, files], api_name="timeline", show_progress="minimal", **gpu)
     stop.click(actions.stop, [page], None, queue=False, api_name="stop_timeline")
