@@ -182,5 +182,6 @@ def timeline_panel(pipeline: Pipeline, page: gr.State, sampling: Sequence[gr.com
                         "click a part to play it.</p>", elem_id="timeline", js_on_load=PANEL_JS)
         files = gr.File(label="Download the timeline: WebVTT, SRT, JSON", file_count="multiple",
                         interactive=False, elem_id="timeline-files")
-    make.click(hold_model_slot(actions.make), [*sampling, page], [shown, files], api_name="timeline", show_progress="minimal", **gpu)
+    make.click(hold_model_slot(actions.make), [*sampling, page], [shown, files], api_name="timeline",
+               show_progress="minimal", **gpu)
     stop.click(actions.stop, [page], None, queue=False, api_name="stop_timeline")
