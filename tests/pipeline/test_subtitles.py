@@ -113,7 +113,9 @@ def test_subtitle_stream_inside_the_container_and_edited_cues(preview_pipeline: 
 
     plain = preview_pipeline.encode(subtitled["video"], Reading(subtitles="embedded"))
     assert plain.transcript.lines == () and any("no text subtitle stream" in note for note in plain.notes)
-    assert "speech recognition is not available" in plain.notes[-1]
+    # Without a stream its speech is transcribed instead; a sine tone says nothing, and the page says so.
+    assert "its speech was transcribed instead" in plain.notes[-2]
+    assert plain.notes[-1] == "No speech was recognized in the sound track."
 
 
 def test_long_subtitles_are_cut_to_fit_the_context(preview_pipeline: Pipeline, subtitled: dict[str, Path]) -> None:

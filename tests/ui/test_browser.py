@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from tests.speech_factory import Talk, make_talk
 from tests.ui.conftest import GREEDY, LiveApp, engine_answers
 from tests.ui.test_api import official_frame_times
 
@@ -219,3 +220,30 @@ def test_a_subtitle_file_fills_the_transcript_the_model_gets(page: Page, shared_
     page.get_by_text("Subtitles: the transcript the model gets").click()  # the accordion starts closed
     expect(page.locator("#transcript textarea")).to_have_value(
         "00:00:00.500 --> 00:00:02.000 Hello from the test pattern.")
+
+
+# ---- subtitles from speech ----------------------------------------------------------------------
+
+SPOKEN_FIRST = "Please open the window in the kitchen."
+SPOKEN_SECOND = "My sister likes to read books in the garden."
+
+
+@pytest.fixture(scope="module")
+def spoken_talk(tmp_path_factory: pytest.TempPathFactory) -> Talk:
+    return make_talk(tmp_path_factory.mktemp("browser_talk") / "talk.mp4", [1.0, SPOKEN_FIRST, 4.0, SPOKEN_SECOND, 1.0])
+
+
+def test_from_speech_fills_the_transcript_and_the_frame_captions(page: Page, spoken_talk: Talk) -> None:
+    upload_video(page, spoken_talk.path)
+    page.locator("#subtitle-source").get_by_text("from speech").click()
+    expect(page.locator("#frames-strip .thumbnail-item")).to_have_count(8, timeout=3 * WAIT_MS)
+    page.locator("#use-subtitles input[type=checkbox]").check()
+    expect(page.locator("#seen-summary")).to_contain_text("Subtitles:", timeout=6 * WAIT_MS)
+
+    page.get_by_text("Subtitles: the transcript the model gets").click()  # the accordion starts closed
+    box = page.locator("#transcript textarea")
+    expect(box).to_have_value(re.compile(r"^00:00:0\d\.\d{3} --> .*window.*kitchen", re.IGNORECASE | re.DOTALL))
+    expect(box).to_have_value(re.compile(r"garden", re.IGNORECASE))
+    captions = page.locator("#frames-strip .caption-label")
+    expect(captions.filter(has_text=re.compile(r"window|kitchen", re.IGNORECASE)).first).to_be_visible()
+    expect(captions.filter(has_text=re.compile(r"garden", re.IGNORECASE)).first).to_be_visible()

@@ -18,34 +18,49 @@ from pathlib import Path
 
 from ..config import AudioEncoderConfig
 from .probe import MediaError, display_name
-from .upload import DecodedUpload, StageCallback, decode_upload
+from .speech import SpeechModelSpec, SpeechTranscript
+from .upload import DecodedUpload, StageCallback, decode_upload, transcribe_upload
 from .video import FrameSampling
 
 log = logging.getLogger(__name__)
 
 # decode_upload's arguments: path, frames, image size, audio config, longest video, sampling, subtitles
 Request = tuple[str, int, int, AudioEncoderConfig | None, float | None, FrameSampling | None, bool]
+# transcribe_upload's arguments: path, speech model, language, longest video
+SpeechRequest = tuple[str, SpeechModelSpec, str | None, float | None]
 
 
 def _serve(connection: Connection) -> None:
-    """The worker's loop: one request in, stage messages and one outcome out."""
+    """The worker's loop: one job in ("decode" or "transcribe"), stage messages and one outcome out."""
     import torch
 
     torch.set_num_threads(1)
     while True:
         try:
-            path, num_frames, image_size, audio, max_seconds, sampling, read_subtitles = connection.recv()
+            job, request = connection.recv()
         except (EOFError, OSError):
             return
         try:
-            result = decode_upload(path, num_frames, image_size, audio,
-                                   on_stage=lambda text: connection.send(("stage", text)), max_seconds=max_seconds,
-                                   sampling=sampling, read_subtitles=read_subtitles)
+            result = _run(job, request, connection)
             connection.send_bytes(pickle.dumps(("result", result)))
         except MediaError as err:
             connection.send_bytes(pickle.dumps(("media_error", str(err))))
         except Exception as err:  # noqa: BLE001 - reported to the parent, which logs it
             connection.send_bytes(pickle.dumps(("failure", f"{type(err).__name__}: {err}")))
+
+
+def _run(job: str, request: Request | SpeechRequest, connection: Connection) -> DecodedUpload | SpeechTranscript:
+    def stage(text: str) -> None:
+        connection.send(("stage", text))
+
+    if job == "transcribe":
+        path, model, language, max_seconds = request
+        # The parent's deadline grows to the transcription's limit once the worker knows the length.
+        return transcribe_upload(path, model, language, on_stage=stage, max_seconds=max_seconds,
+                                 on_time_limit=lambda seconds: connection.send(("time_limit", seconds)))
+    path, num_frames, image_size, audio, max_seconds, sampling, read_subtitles = request
+    return decode_upload(path, num_frames, image_size, audio, on_stage=stage, max_seconds=max_seconds,
+                         sampling=sampling, read_subtitles=read_subtitles)
 
 
 class _Worker:
@@ -54,16 +69,19 @@ class _Worker:
         self._connection: Connection | None = None
         self._lock = threading.Lock()
 
-    def decode(self, request: Request, timeout_s: float, on_stage: StageCallback) -> DecodedUpload:
+    def run(self, job: str, request: Request | SpeechRequest, timeout_s: float,
+            on_stage: StageCallback) -> DecodedUpload | SpeechTranscript:
         connection = self.start()
-        connection.send(request)
-        deadline = time.monotonic() + timeout_s
+        connection.send((job, request))
+        started = time.monotonic()
+        deadline = started + timeout_s
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not connection.poll(remaining):
                 self.stop()
-                raise MediaError(f"'{display_name(request[0])}' took too long to decode "
-                                 f"(over {timeout_s:.0f} s). Please try a shorter or smaller file.")
+                verb = "transcribe" if job == "transcribe" else "decode"
+                raise MediaError(f"'{display_name(request[0])}' took too long to {verb} "
+                                 f"(over {deadline - started:.0f} s). Please try a shorter or smaller file.")
             try:
                 kind, payload = pickle.loads(connection.recv_bytes())
             except (EOFError, OSError):
@@ -72,6 +90,8 @@ class _Worker:
                                  "damaged. Please try another file.") from None
             if kind == "stage":
                 on_stage(payload)
+            elif kind == "time_limit":  # a transcription may take as long as its file is long
+                deadline = max(deadline, started + timeout_s + float(payload))
             elif kind == "result":
                 return payload
             elif kind == "media_error":
@@ -119,10 +139,20 @@ class DecoderPool:
                on_stage: StageCallback | None = None, max_seconds: float | None = None,
                sampling: FrameSampling | None = None, read_subtitles: bool = False) -> DecodedUpload:
         """`decode_upload` with the same arguments, in a worker process."""
+        request = (str(path), num_frames, image_size, audio, max_seconds, sampling, read_subtitles)
+        return self._run("decode", request, on_stage)
+
+    def transcribe(self, path: str | Path, model: SpeechModelSpec, language: str | None = None,
+                   on_stage: StageCallback | None = None, max_seconds: float | None = None) -> SpeechTranscript:
+        """`transcribe_upload` in a worker process: a Whisper run that crashes or hangs on a hostile
+        file costs a worker. The time limit grows with the file's length (the worker reports it)."""
+        return self._run("transcribe", (str(path), model, language, max_seconds), on_stage)
+
+    def _run(self, job: str, request: Request | SpeechRequest,
+             on_stage: StageCallback | None) -> DecodedUpload | SpeechTranscript:
         worker = self._idle.get()  # waits while every worker is busy
         try:
-            request = (str(path), num_frames, image_size, audio, max_seconds, sampling, read_subtitles)
-            return worker.decode(request, self.timeout_s, on_stage or (lambda _: None))
+            return worker.run(job, request, self.timeout_s, on_stage or (lambda _: None))
         finally:
             self._idle.put(worker)
 

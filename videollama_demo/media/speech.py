@@ -61,8 +61,9 @@ ProgressCallback = Callable[[float, float], None]  # (seconds of audio done, sec
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-class SpeechModelError(Exception):
-    """The speech model asked for cannot be used; `str(err)` says what to do about it."""
+class SpeechModelError(ValueError):
+    """The speech model asked for cannot be used; `str(err)` says what to do about it (a ValueError:
+    like any bad flag value, the app and the CLI print it and stop)."""
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,16 @@ from ..config import AudioEncoderConfig
 from .audio import AudioClips, load_audio_clips, load_audio_clips_in_spans
 from .image import load_image
 from .probe import MediaError, MediaInfo, probe
+from .speech import NO_AUDIO_NOTE, SpeechModelSpec, SpeechTranscript, clock, default_time_limit, transcribe
 from .subtitles import Cue, read_embedded_subtitles
 from .video import FrameSampling, SampledFrames, load_sampled_frames, load_video_frames
 
 log = logging.getLogger(__name__)
 
 StageCallback = Callable[[str], None]
+TimeLimitCallback = Callable[[float], None]  # seconds this job may take, once the file is probed
+# Loading the speech model in a fresh worker, on top of the transcription's own limit.
+MODEL_LOAD_ALLOWANCE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -95,3 +99,26 @@ def _clips_in(path: str, audio: AudioEncoderConfig, spans: tuple[tuple[float, fl
     return AudioClips(fbank=torch.cat([clips.fbank for clips in per_segment]),  # (K * clips, 1, mel, L)
                       clip_spans=[span for clips in per_segment for span in clips.clip_spans],
                       duration=spans[-1][1] - spans[0][0])
+
+
+def transcribe_upload(path: str | Path, model: SpeechModelSpec, language: str | None = None,
+                      on_stage: StageCallback | None = None, on_time_limit: TimeLimitCallback | None = None,
+                      max_seconds: float | None = None) -> SpeechTranscript:
+    """The speech in an uploaded video, with progress as stage text ("Transcribing speech: 0:42 of 3:10").
+
+    The file is probed first (refused past `max_seconds`, like `decode_upload`); `on_time_limit`
+    then hears how long the job may take: the transcription's own limit, proportional to the
+    length, plus loading the model. An image or a video without sound gives no cues and a note."""
+    stage = on_stage or (lambda _: None)
+    stage("Reading the file")
+    info = probe(path)
+    check_duration(info, max_seconds)
+    if info.kind != "video" or not info.has_audio:
+        return SpeechTranscript([], None, NO_AUDIO_NOTE, 0.0)
+    limit = default_time_limit(info.duration or 0.0)
+    if on_time_limit is not None:
+        on_time_limit(limit + MODEL_LOAD_ALLOWANCE_S)
+    total = clock(info.duration or 0.0)
+    stage(f"Transcribing speech: 0:00 of {total}")
+    return transcribe(info.path, model, language, time_limit_s=limit,
+                      on_progress=lambda done, whole: stage(f"Transcribing speech: {clock(done)} of {clock(whole)}"))

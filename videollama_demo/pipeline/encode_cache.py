@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MEMORY_BYTES = 256 * 2**20  # ~200 encodings of 8 frames (the 224x224 thumbnails dominate)
 DEFAULT_DISK_BYTES = 2 * 2**30
 # Bump when what an encoding holds or how it is computed changes: old files on disk then miss.
-FORMAT_VERSION = 2  # 2: segments, subtitle cues and notes are kept too
+FORMAT_VERSION = 3  # 2: segments, subtitle cues and notes are kept too; 3: no "no subtitle stream" note
 _SUFFIX = ".safetensors"
 _METADATA_KEY = "videollama_encoding"
 

@@ -26,6 +26,7 @@ from ..hub import (
     resolve_weights,
 )
 from ..media.isolation import DecoderPool
+from ..media.speech import SHIPPED, resolve_speech_model
 from ..model.llm import LLMLoadError, LoadedLLM, Quantization, load_llm, load_llm_embeddings, resolve_llm_path
 from ..model.video_llama import VideoLlamaEncoder
 from ..model.weights import CheckpointError, load_official_weights
@@ -33,6 +34,7 @@ from .encode_cache import DEFAULT_DISK_BYTES, DEFAULT_MEMORY_BYTES, EncodeCache
 from .memory import precision_of, startup_report
 from .pipeline import Pipeline
 from .runtime import RuntimeChoice, choose_runtime
+from .speech_cache import Transcriber, TranscriptCache
 from .zero_gpu import ZeroGPUEngine, on_zero_gpu
 
 log = logging.getLogger(__name__)
@@ -60,7 +62,8 @@ def load_pipeline(model: str | VideoLlamaConfig = "auto", checkpoints: str | Pat
                   merge_lora: bool = True, download: bool = False, cache_bytes: int = DEFAULT_MEMORY_BYTES,
                   cache_dir: str | Path | None = None, cache_dir_bytes: int = DEFAULT_DISK_BYTES,
                   isolate_decoding: bool = True, max_seconds: float | None = DEFAULT_MAX_SECONDS,
-                  engine: EngineName = "local", vllm: VLLMOptions | None = None) -> Pipeline:
+                  engine: EngineName = "local", vllm: VLLMOptions | None = None, asr_model: str = SHIPPED,
+                  asr_language: str | None = None) -> Pipeline:
     """Load a preset (or "auto": complete local official checkpoints, else the preview).
 
     `paths` puts single files elsewhere (keys eva_vit, blip2, vl, al, imagebind, llm). `download`
@@ -69,11 +72,14 @@ def load_pipeline(model: str | VideoLlamaConfig = "auto", checkpoints: str | Pat
     adapter to the LLM (merged into its weights unless `merge_lora` is False). Encodings are kept in
     `cache_bytes` of memory, and in `cache_dir` (at most `cache_dir_bytes`) across restarts when given.
     Uploads are decoded in a worker process (`isolate_decoding`), and videos longer than `max_seconds`
-    are refused.
+    are refused. Subtitles from speech use the Whisper model `asr_model` (the shipped English tiny
+    model, a faster-whisper name such as "large-v3", fetched only with `download`, or a folder) in
+    `asr_language` (None: detected); their transcripts are kept with the encodings.
 
     `engine="vllm"` answers through a vLLM server (`vllm`: a running one, or one started here):
     this process then holds only the tokenizer and the token embeddings of the LLM."""
     checkpoints = Path(checkpoints)
+    speech_model = resolve_speech_model(asr_model, allow_download=download)  # a bad flag fails at once
     config, preview_reason = _choose_config(model, checkpoints, paths, download)
     runtime = choose_runtime(device, dtype)
     weights = None if config.random_init_seed is not None else _resolve(config, checkpoints, paths, download)
@@ -98,7 +104,9 @@ def load_pipeline(model: str | VideoLlamaConfig = "auto", checkpoints: str | Pat
         decoder.warm_up()  # the worker imports torch in the background, not on the first upload
     return Pipeline(config, encoder, llm, runtime, engine=answering,
                     preview_reason=preview_reason, encode_cache=EncodeCache(cache_bytes, cache_dir, cache_dir_bytes),
-                    decoder=decoder, max_seconds=max_seconds)
+                    decoder=decoder, max_seconds=max_seconds,
+                    transcriber=Transcriber(speech_model, asr_language, TranscriptCache(cache_dir), decoder,
+                                            max_seconds))
 
 
 def _local_engine(llm: LoadedLLM, kv_cache_sessions: int) -> Engine:

@@ -20,6 +20,7 @@ from ..engines.local import LocalEngine
 from ..media import MediaError
 from ..media.isolation import DecoderPool
 from ..media.probe import probe, require_file
+from ..media.subtitles import Cue
 from ..media.upload import DecodedUpload, check_duration, decode_upload
 from ..media.video import FrameSampling
 from ..model.llm import LoadedLLM
@@ -29,6 +30,7 @@ from ..reading import Reading
 from .encode_cache import EncodeCache, EncodeKey, file_sha256, tensors_sha256
 from .long_video import SEGMENT_SECONDS, EncodeCostMeter, SegmentBudget, max_segments, plan_segments
 from .runtime import RuntimeChoice
+from .speech_cache import Transcriber
 from .timeline import DEFAULT_MAX_SEGMENTS, TimelineCue, TimelinePlan, plan_timeline, run_timeline
 from .transcripts import given_cues, with_transcript
 from .zero_gpu import gpu_task, on_zero_gpu, to_cpu
@@ -37,8 +39,8 @@ log = logging.getLogger(__name__)
 
 StageCallback = Callable[[str], None]
 FRAMES_ONLY = "answering from the frames only"
-NO_SUBTITLE_STREAM = ("This video has no text subtitle stream. Upload an .srt or .vtt file, or type the "
-                      "transcript (speech recognition is not available offline).")
+NO_SUBTITLE_STREAM = ("This video has no text subtitle stream, so its speech was transcribed instead (speech "
+                      "recognition can mishear: check the transcript, or upload an .srt or .vtt file).")
 
 
 class Pipeline:
@@ -47,7 +49,7 @@ class Pipeline:
     def __init__(self, config: VideoLlamaConfig, encoder: VideoLlamaEncoder, llm: LoadedLLM,
                  runtime: RuntimeChoice, *, engine: Engine | None = None, preview_reason: str | None = None,
                  encode_cache: EncodeCache | None = None, decoder: DecoderPool | None = None,
-                 max_seconds: float | None = DEFAULT_MAX_SECONDS) -> None:
+                 max_seconds: float | None = DEFAULT_MAX_SECONDS, transcriber: Transcriber | None = None) -> None:
         self.config = config
         self.encoder = encoder
         self.llm = llm
@@ -63,6 +65,10 @@ class Pipeline:
         # on a hostile file then costs one worker, not the server.
         self.decoder = decoder
         self.max_seconds = max_seconds
+        # Speech -> cues for subtitles="speech" (and "embedded" without a subtitle stream), in the
+        # decoder pool like every read of an upload; kept per file digest, model and language.
+        self.transcriber = transcriber if transcriber is not None else Transcriber(
+            decoder=decoder, max_seconds=max_seconds)
         self._costs = EncodeCostMeter(encoder, config, runtime.device, runtime.encoder_dtype)
 
     @property
@@ -97,10 +103,25 @@ class Pipeline:
             encoding = dataclasses.replace(encoding, info=dataclasses.replace(encoding.info, path=str(path)))
             check_duration(encoding.info, self.max_seconds)  # the limit may be lower than when it was made
         if reading.with_subtitles and encoding.kind == "video":
-            encoding = with_transcript(encoding, cues if cues is not None else list(encoding.subtitles),
-                                       reading.word_budget, self.llm.tokenizer, self.llm.context_length,
-                                       self.config.llm.max_new_tokens)
+            if cues is None:
+                cues, encoding = self._video_cues(file, reading, encoding, stage)
+            encoding = with_transcript(encoding, cues, reading.word_budget, self.llm.tokenizer,
+                                       self.llm.context_length, self.config.llm.max_new_tokens)
         return encoding
+
+    def _video_cues(self, file: Path, reading: Reading, encoding: MediaEncoding,
+                    stage: StageCallback) -> tuple[list[Cue], MediaEncoding]:
+        """Cues from the video itself: its subtitle stream, or its speech ("speech", or "embedded"
+        when the file has no subtitle stream, which then says so in a note)."""
+        if reading.subtitles == "embedded" and encoding.subtitles:
+            return list(encoding.subtitles), encoding
+        notes = tuple(note for note in encoding.notes if note != NO_SUBTITLE_STREAM)
+        if reading.subtitles == "embedded":
+            notes += (NO_SUBTITLE_STREAM,)
+        speech = self.transcriber.transcript(file, file_sha256(file), stage)
+        if speech.note:
+            notes += (speech.note,)
+        return list(speech.cues), dataclasses.replace(encoding, notes=notes)
 
     def question_clip(self, media: MediaEncoding, question: str, time_range: tuple[float, float] | None = None,
                       detect_time_range: bool = False, on_stage: StageCallback | None = None) -> MediaEncoding | None:
@@ -243,8 +264,6 @@ class Pipeline:
         pixels = frames.pixels.unflatten(1, (segments, -1)).transpose(0, 1)
         fbank = clips.fbank.unflatten(0, (segments, -1)) if clips is not None else None  # (K, clips, 1, mel, L)
         video, audio = self._run_encoders(pixels, fbank)
-        if embedded_subtitles and not decoded.subtitles and info.kind == "video":
-            notes = (*notes, NO_SUBTITLE_STREAM)
         return MediaEncoding(
             kind=info.kind, video=video, audio=audio, frame_indices=frames.indices,
             frame_times=frames.times, message=frames.message, thumbnails=frames.thumbnails,

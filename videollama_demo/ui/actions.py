@@ -121,13 +121,14 @@ class PageActions:
 
     # -- media ------------------------------------------------------------------------------
     def upload(self, path: str | None, use_audio: bool, num_frames: int, long_video: bool, segments: int,
-               subtitles: bool, subtitle_file: str | None, page: PageSession | None,
+               subtitles: bool, subtitle_file: str | None, subtitle_source: str, page: PageSession | None,
                request: gr.Request, progress: gr.Progress = gr.Progress()) -> tuple:
         """Encode a new file and start a new conversation about it."""
         if not path:
             raise gr.Error("Drop a video or an image file first.")
         path = self.uploaded_file(path)
-        reading = self._reading(use_audio, num_frames, long_video, segments, subtitles, subtitle_file)
+        reading = self._reading(use_audio, num_frames, long_video, segments, subtitles, subtitle_file,
+                                subtitle_source)
         page = page or self._new_page(request)
         restarted = bool(page.chat.turns)
         shown = self._start_conversation(page, path, reading, progress)
@@ -150,13 +151,14 @@ class PageActions:
         return str(real)
 
     def settings_changed(self, use_audio: bool, num_frames: int, long_video: bool, segments: int,
-                         subtitles: bool, subtitle_file: str | None, page: PageSession | None,
-                         progress: gr.Progress = gr.Progress()) -> tuple:
+                         subtitles: bool, subtitle_file: str | None, subtitle_source: str,
+                         page: PageSession | None, progress: gr.Progress = gr.Progress()) -> tuple:
         """A reading setting changed (audio, frames, long video, subtitles): read the current video
         again (an image has one frame, no sound, no subtitles)."""
         if page is None or page.source is None or page.chat.media is None or page.chat.media.kind == "image":
             return tuple(gr.skip() for _ in dataclasses.fields(MediaView))
-        reading = self._reading(use_audio, num_frames, long_video, segments, subtitles, subtitle_file)
+        reading = self._reading(use_audio, num_frames, long_video, segments, subtitles, subtitle_file,
+                                subtitle_source)
         shown = self._start_conversation(page, page.source, reading, progress)
         gr.Info(f"New settings: {page.file_name} was read again and the conversation starts over.")
         return shown
@@ -176,12 +178,18 @@ class PageActions:
         return shown
 
     def _reading(self, use_audio: bool, num_frames: int, long_video: bool, segments: int, subtitles: bool,
-                 subtitle_file: str | None) -> Reading:
+                 subtitle_file: str | None, subtitle_source: str = "embedded") -> Reading:
+        """The page's settings as a Reading. Subtitles come from the source chosen: speech, the
+        dropped file (while there is one; otherwise the video's own), or the video's own stream."""
         reading = Reading(use_audio=bool(use_audio), num_frames=int(num_frames), long_video=bool(long_video),
                           segments=int(segments) if long_video and segments else None)
-        if subtitles and subtitle_file:
+        if not subtitles:
+            return reading
+        if subtitle_source == "speech":
+            return reading.replace(subtitles="speech")
+        if subtitle_file and subtitle_source != "embedded":
             return reading.replace(subtitles="file", subtitle_file=self.uploaded_file(subtitle_file))
-        return reading.replace(subtitles="embedded") if subtitles else reading
+        return reading.replace(subtitles="embedded")
 
     def _start_conversation(self, page: PageSession, path: str, reading: Reading, progress: gr.Progress,
                             cues: list[Cue] | None = None) -> tuple:

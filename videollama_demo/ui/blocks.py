@@ -41,8 +41,11 @@ BEAM_NOTE = ("Beam search is left out on purpose: it cannot stream, so Stop coul
              "(the official demo's default is 1 beam). Temperature 0 gives greedy decoding.")
 SETTINGS_NOTE = ("Changing how the file is read (audio, frames, long video, subtitles) reads it again and "
                  "starts a new conversation. Off, the options below give the official Video-LLaMA prompt.")
-NO_ASR_NOTE = ("Subtitles come from an .srt/.vtt file or the video's own subtitle stream: speech recognition "
-               "is not available offline.")
+SUBTITLE_SOURCE_NOTE = ("Subtitles come from the video's own subtitle stream (its speech when it has none), an "
+                        ".srt/.vtt file, or what is said, recognized by Whisper on this server. Recognized words "
+                        "can be wrong: check them in the transcript below.")
+# (label, Reading.subtitles): where the subtitle lines come from.
+SUBTITLE_SOURCES = [("the video's own", "embedded"), ("a file", "file"), ("from speech", "speech")]
 CSS = """
 #frames-strip { border: none !important; }  /* the group around it draws the frame */
 #frames-strip .grid-wrap { padding-top: 36px; }  /* keep the floating label off the first thumbnails */
@@ -159,19 +162,22 @@ def build_demo(pipeline: Pipeline, options: UIOptions = UIOptions()) -> gr.Block
 
         # Media: a new file, an example or new reading settings start a new conversation.
         # The subtitle file travels as state: an empty gr.File would be a required API argument.
-        use_audio, num_frames, long_video, segments, subtitles, subtitle_file = reading
+        use_audio, num_frames, long_video, segments, subtitles, subtitle_file, subtitle_source = reading
         subtitle_path = gr.State(None)
-        media_inputs = [upload, use_audio, num_frames, long_video, segments, subtitles, subtitle_path, page]
+        media_inputs = [upload, use_audio, num_frames, long_video, segments, subtitles, subtitle_path,
+                        subtitle_source, page]
         uploading = upload.upload(gate.wrap(actions.upload), media_inputs, media_outputs, cancels=answers,
                                   api_name="upload", show_progress="full", **gpu)
         uploading.failure(actions.file_refused, [page], [upload, chatbot], queue=False, **private)
         if example_set is not None:
             example_set.load_input_event.then(gate.wrap(actions.upload), media_inputs, media_outputs, cancels=answers,
                                               show_progress="full", **gpu, **private)
-        for changed in (use_audio.input, num_frames.release, long_video.input, segments.release, subtitles.input):
+        for changed in (use_audio.input, num_frames.release, long_video.input, segments.release, subtitles.input,
+                        subtitle_source.input):
             changed(gate.wrap(actions.settings_changed), media_inputs[1:], media_outputs, cancels=answers,
                     show_progress="full", **gpu, **private)
-        subtitle_file.upload(_keep, [subtitle_file], [subtitle_path], queue=False, **private).then(
+        subtitle_file.upload(_keep_file, [subtitle_file], [subtitle_path, subtitle_source], queue=False,
+                             **private).then(
             gate.wrap(actions.settings_changed), media_inputs[1:], media_outputs, cancels=answers,
             show_progress="full", validator=subtitle_validator(media_inputs[1:].index(subtitle_path)), **gpu, **private)
         subtitle_file.clear(_forget, None, [subtitle_path], queue=False, **private)
@@ -185,8 +191,9 @@ def build_demo(pipeline: Pipeline, options: UIOptions = UIOptions()) -> gr.Block
     return demo
 
 
-def _keep(path: str | None) -> str | None:
-    return path
+def _keep_file(path: str | None) -> tuple[str | None, str]:
+    """Keep the dropped subtitle file, and make it the source of the subtitles."""
+    return path, "file"
 
 
 def _forget() -> None:
@@ -212,8 +219,10 @@ def _media_settings(pipeline: Pipeline, facts: view.ModelFacts) -> list[gr.compo
                                 info="Put what is said beside each frame or segment")
         subtitle_file = gr.File(label=".srt / .vtt (optional)", file_types=[".srt", ".vtt"], height=90,
                                 elem_id="subtitle-file")
-    gr.Markdown(NO_ASR_NOTE)
-    return [use_audio, num_frames, long_video, segments, subtitles, subtitle_file]
+    subtitle_source = gr.Radio(SUBTITLE_SOURCES, value="embedded", label="Subtitles from",
+                               elem_id="subtitle-source")
+    gr.Markdown(SUBTITLE_SOURCE_NOTE)
+    return [use_audio, num_frames, long_video, segments, subtitles, subtitle_file, subtitle_source]
 
 
 def _answer_settings(pipeline: Pipeline) -> tuple[list[gr.Slider], list[gr.components.Component]]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import re
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -129,11 +130,31 @@ def seconds_label(seconds: float) -> str:
     return f"{seconds:.1f} s"
 
 
+CAPTION_CHARACTERS = 80  # the words beside a thumbnail; the whole line is in the transcript box
+
+
 def frame_gallery(encoding: MediaEncoding) -> list[tuple[np.ndarray, str]]:
-    """Every frame the model saw, with its time in the video as the caption."""
+    """Every frame the model saw, with its time in the video as the caption, and with subtitles on,
+    the words the prompt puts beside it ("2.5 s: the dog barks")."""
     if encoding.kind == "image":
         return [(encoding.thumbnails[0], "the image")]
-    return [(thumb, seconds_label(t)) for thumb, t in zip(encoding.thumbnails, encoding.frame_times, strict=True)]
+    said = frame_words(encoding)
+    return [(thumb, seconds_label(t) + (f": {textwrap.shorten(words, CAPTION_CHARACTERS, placeholder=' …')}"
+                                        if words else ""))
+            for thumb, t, words in zip(encoding.thumbnails, encoding.frame_times, said, strict=True)]
+
+
+def frame_words(encoding: MediaEncoding) -> list[str]:
+    """The subtitle words the prompt gives each frame: a line goes to the first frame at or after
+    its time (its own frame per frame, the first frame of its segment in long-video mode)."""
+    words = [""] * len(encoding.frame_times)
+    if encoding.transcript is None:
+        return words
+    for at, text in encoding.transcript.lines:
+        index = next((i for i, t in enumerate(encoding.frame_times) if t >= at - 1e-6), None)
+        if index is not None:
+            words[index] = f"{words[index]} {text}".strip()
+    return words
 
 
 def audio_status(encoding: MediaEncoding) -> str:
