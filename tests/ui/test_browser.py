@@ -218,8 +218,9 @@ def test_a_subtitle_file_fills_the_transcript_the_model_gets(page: Page, shared_
     page.set_input_files("#subtitle-file input[type=file]", str(srt))
     expect(page.locator("#seen-summary")).to_contain_text("Subtitles:", timeout=3 * WAIT_MS)
     page.get_by_text("Subtitles: the transcript the model gets").click()  # the accordion starts closed
+    # Ticking Subtitles first reads the video (no stream: its speech); the dropped file then wins.
     expect(page.locator("#transcript textarea")).to_have_value(
-        "00:00:00.500 --> 00:00:02.000 Hello from the test pattern.")
+        "00:00:00.500 --> 00:00:02.000 Hello from the test pattern.", timeout=3 * WAIT_MS)
 
 
 # ---- subtitles from speech ----------------------------------------------------------------------

@@ -63,7 +63,7 @@ def result(http: httpx.Client, server: HostedServer, api: str, event_id: str) ->
 def rest_upload(http: httpx.Client, server: HostedServer, video: Path, session: str) -> str:
     stored = upload_file(http, server, video)
     started = call(http, server, "upload", [{"path": stored, "meta": {"_type": "gradio.FileData"}},
-                                            True, 8, False, 0, False], session)
+                                            True, 8, False, 0, False, "embedded"], session)
     started.raise_for_status()
     kind, data = result(http, server, "upload", started.json()["event_id"])
     assert kind == "complete", data
