@@ -11,7 +11,7 @@ the same code on a tiny model with the same key names in seconds (tests/bench/te
 
 Resident memory is sampled by a thread; a memory-mapped file counts in RSS only for the pages read
 (`RssFile`, page cache the kernel can drop), what the process allocated is `RssAnon`. The thread stops
-the run if `RssAnon` passes `--max-anon-gib` or the machine's available memory falls below 1 GiB.
+the run if `RssAnon` passes `--max-anon-gib` or the machine's available memory falls below 3 GiB.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ GIB = 2**30
 QUESTION = "What is happening in this video?"
 NEW_TOKENS = 16
 LLM_DTYPE = torch.bfloat16
-MIN_AVAILABLE_BYTES = 1 * GIB
+MIN_AVAILABLE_BYTES = 3 * GIB  # the machine is shared: leave others room
 
 
 # ---- sizes ------------------------------------------------------------------------------------
