@@ -26,7 +26,8 @@ from ..model.llm import LoadedLLM
 from ..model.video_llama import VideoLlamaEncoder
 from ..prompt.timecodes import find_time_range, format_time
 from ..reading import Reading
-from .encode_cache import EncodeCache, EncodeKey, file_sha256, tensors_sha256
+from .content_digest import content_digest
+from .encode_cache import EncodeCache, EncodeKey, tensors_sha256
 from .long_video import SEGMENT_SECONDS, EncodeCostMeter, SegmentBudget, max_segments, plan_segments
 from .runtime import RuntimeChoice
 from .transcripts import given_cues, with_transcript
@@ -170,7 +171,7 @@ class Pipeline:
             settings["sampling"] = dataclasses.asdict(sampling)
         if embedded_subtitles:
             settings["embedded_subtitles"] = True
-        return EncodeKey.of(file_sha256(path), settings)
+        return EncodeKey.of(content_digest(path), settings)
 
     def close(self) -> None:
         """Stop the decoder workers and the engine (the app calls this when it shuts down)."""
