@@ -10,7 +10,7 @@ import logging
 
 from videollama_demo import Pipeline
 
-from . import frames, gpu, gradio_stream, hour_upload, long_video, peak_rss, second_upload, ttft
+from . import frames, gpu, gradio_stream, hour_upload, long_video, peak_rss, second_upload, startup, ttft
 from .context import BenchContext, RowRunner, parse_args
 from .report import Row, machine_line, markdown_table
 
@@ -25,6 +25,7 @@ ROWS: tuple[tuple[str, RowRunner], ...] = (
     ("gpu", gpu.run),
     ("long_video", long_video.run),
     ("hour_upload", hour_upload.run),
+    ("startup", startup.run),
 )
 
 
