@@ -89,6 +89,12 @@ def _version(stat: os.stat_result) -> tuple[int, int, int, int]:
     return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
+def remembered_digest(path: str | Path) -> str | None:
+    """The BLAKE3 digest already computed for this version of the file, or None."""
+    with _DIGESTS_LOCK:
+        return _DIGESTS.get(_version(os.stat(path)))
+
+
 def forget_digests() -> None:
     """Drop the remembered digests (benchmarks time a first upload with this)."""
     with _DIGESTS_LOCK:
