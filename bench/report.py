@@ -53,7 +53,11 @@ class Row:
 def format_ratio(value: float, unit: Unit) -> str:
     if unit == "s":
         return seconds(value)
-    return f"{value * 100:.1f}%" if unit == "%" else f"{value:.2f}×"
+    if unit == "%":
+        # Two significant digits below 0.1%: a cache hit of 1 ms against 1.8 s is 0.055%, not "0.0%".
+        percent = value * 100
+        return f"{percent:.2g}%" if 0 < percent < 0.1 else f"{percent:.1f}%"
+    return f"{value:.2f}×"
 
 
 def seconds(value: float) -> str:
