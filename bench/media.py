@@ -31,11 +31,17 @@ class VideoSpec:
     # A keyframe every 10 s, as x264's default (250 frames) gives at 25 fps. At our 5 fps the
     # default would be one per 50 s, far sparser than any camera or encoder writes.
     keyframe_seconds: int = 10
+    # None: whatever x264 ultrafast gives (tiny for a test pattern). A number: constant bitrate (x264
+    # pads with filler data), so that a file has the bytes a real recording of that length has.
+    video_kbps: int | None = None
+    audio_kbps: int = 32
+    channels: int = 1
 
     @property
     def file_name(self) -> str:
+        rate = "" if self.video_kbps is None else f"_cbr{self.video_kbps}k_a{self.audio_kbps}k{self.channels}ch"
         return (f"testsrc_{self.width}x{self.height}_{self.fps}fps_gop{self.keyframe_seconds}s_aac{self.sample_rate}"
-                f"_{self.seconds:g}s.mp4")
+                f"{rate}_{self.seconds:g}s.mp4")
 
 
 def cache_dir(root: Path | None = None) -> Path:
@@ -69,11 +75,19 @@ def _render(spec: VideoSpec, path: Path) -> None:
     command = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
                "-f", "lavfi", "-i", video, "-f", "lavfi", "-i", audio,
                "-map", "0:v", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
-               "-g", str(spec.keyframe_seconds * spec.fps),
-               "-map", "1:a", "-c:a", "aac", "-b:a", "32k", "-ac", "1", str(path)]
+               "-g", str(spec.keyframe_seconds * spec.fps), *_constant_rate(spec),
+               "-map", "1:a", "-c:a", "aac", "-b:a", f"{spec.audio_kbps}k", "-ac", str(spec.channels), str(path)]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"ffmpeg could not make {path.name}:\n{result.stderr}")
+
+
+def _constant_rate(spec: VideoSpec) -> list[str]:
+    if spec.video_kbps is None:
+        return []
+    rate = f"{spec.video_kbps}k"
+    return ["-b:v", rate, "-minrate", rate, "-maxrate", rate, "-bufsize", f"{2 * spec.video_kbps}k",
+            "-x264-params", "nal-hrd=cbr:force-cfr=1"]
 
 
 def duration_label(seconds: float) -> str:

@@ -10,7 +10,7 @@ import logging
 
 from videollama_demo import Pipeline
 
-from . import frames, gpu, gradio_stream, long_video, peak_rss, second_upload, ttft
+from . import frames, gpu, gradio_stream, hour_upload, long_video, peak_rss, second_upload, startup, ttft
 from .context import BenchContext, RowRunner, parse_args
 from .report import Row, machine_line, markdown_table
 
@@ -24,6 +24,8 @@ ROWS: tuple[tuple[str, RowRunner], ...] = (
     ("peak_rss", peak_rss.run),
     ("gpu", gpu.run),
     ("long_video", long_video.run),
+    ("hour_upload", hour_upload.run),
+    ("startup", startup.run),
 )
 
 

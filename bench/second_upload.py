@@ -2,7 +2,8 @@
 
 The first upload decodes the file (in the decoder worker, as in the app) and runs the encoders; the
 second finds the encoding in the pipeline's shared encode cache (`videollama_demo/pipeline/encode_cache.py`),
-which costs a SHA-256 of the file's bytes. Each repeat starts from an empty cache.
+which costs a BLAKE3 of the file's bytes (once: the digest is remembered for an unchanged file).
+Each repeat starts from an empty cache.
 """
 
 from __future__ import annotations

@@ -26,7 +26,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoints", default="checkpoints", help="directory with the weights")
     parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available)")
     parser.add_argument("--dtype", choices=list(DTYPES), default=None,
-                        help="GPU dtype of encoders and LLM (default: the official fp16 encoders + bf16 LLM)")
+                        help="GPU: dtype of encoders and LLM (default: the official fp16 encoders + bf16 LLM); "
+                             "CPU: dtype of the LLM, encoders stay fp32 (default fp32; bf16 halves the LLM)")
     bits = parser.add_mutually_exclusive_group()
     bits.add_argument("--load-8bit", dest="quantization", action="store_const", const="8bit",
                       help="load the LLM in 8 bits (bitsandbytes, GPU only): 13B fits a 24 GB GPU")

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
-import os
 import shutil
 import threading
 from pathlib import Path
@@ -18,7 +16,7 @@ from videollama_demo import Pipeline, Reading, load_pipeline
 from videollama_demo.encoding import MediaEncoding
 from videollama_demo.media import MediaError, MediaInfo, probe
 from videollama_demo.pipeline import RuntimeChoice
-from videollama_demo.pipeline.encode_cache import EncodeCache, EncodeKey, encoding_bytes, file_sha256
+from videollama_demo.pipeline.encode_cache import EncodeCache, EncodeKey, encoding_bytes
 
 
 @pytest.fixture(scope="module")
@@ -83,12 +81,6 @@ def test_a_broken_file_is_still_a_media_error_and_is_not_kept(tiny: Pipeline, sh
 
 
 # -- keys ------------------------------------------------------------------------------------------
-
-def test_the_key_is_the_files_bytes(shared_media: dict[str, Path], tmp_path: Path) -> None:
-    video = shared_media["video"]
-    assert file_sha256(video) == hashlib.sha256(video.read_bytes()).hexdigest()
-    assert file_sha256(copy_with_one_byte_changed(video, tmp_path / "tag.mp4")) != file_sha256(video)
-
 
 def test_one_changed_byte_is_a_miss_even_when_the_pictures_are_the_same(tiny: Pipeline, shared_media: dict[str, Path],
                                                                       tmp_path: Path) -> None:
@@ -285,20 +277,6 @@ def test_warm_cache_encodes_in_the_background_and_skips_bad_files(tiny: Pipeline
     assert not worker.is_alive() and worker.daemon
     assert "could not pre-encode" in caplog.text and "broken.mp4" in caplog.text
     assert cached.encode(shared_media["mute"]).from_cache and cached.encode(shared_media["image"]).from_cache
-
-
-def test_a_file_changed_in_place_is_hashed_again(shared_media: dict[str, Path], tmp_path: Path) -> None:
-    """Digests are remembered per file version (inode, size, mtime): a rewrite is a new version."""
-    path = tmp_path / "rewritten.mp4"
-    data = bytearray(shared_media["video"].read_bytes())
-    path.write_bytes(data)
-    before = file_sha256(path)
-    assert file_sha256(path) == before  # the remembered digest
-    data[-1] ^= 0xFF
-    path.write_bytes(data)  # same size, same inode
-    stat = path.stat()
-    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # a later write, as a clock tick shows it
-    assert file_sha256(path) == hashlib.sha256(bytes(data)).hexdigest() != before
 
 
 def test_the_disk_layer_keeps_segments_subtitle_cues_and_notes(tiny: Pipeline, shared_media: dict[str, Path],

@@ -20,7 +20,8 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, BitsAndBytesConfig, PreTrainedModel
 
 from ..config import LLMConfig
-from ..prompt.tokenizer import PromptTokenizer, load_prompt_tokenizer
+from ..prompt.tokenizer import HFPromptTokenizer, PromptTokenizer, load_prompt_tokenizer
+from .gguf_cache import converted_dir, is_complete, save_converted
 
 log = logging.getLogger(__name__)
 
@@ -85,27 +86,39 @@ def load_llm(cfg: LLMConfig, path: Path, device: torch.device, dtype: torch.dtyp
     """Load the model once, in `dtype` (the compute dtype when quantized), on `device`, frozen, in eval mode."""
     if not path.exists():
         raise LLMLoadError(f"The LLM was not found at {path}.")
-    if cfg.format == "gguf":
-        model_dir, gguf_file = path.parent, path.name
-    else:
-        model_dir, gguf_file = path, None
-    placement = placement_options(torch.device(device), dtype, quantization, is_gguf=gguf_file is not None)
-    log.info("loading the LLM from %s%s", path, f" ({quantization})" if quantization else "")
+    model_dir, gguf_file = _where_to_load(cfg, path, dtype, quantization)
+    placement = placement_options(torch.device(device), dtype, quantization, is_gguf=cfg.format == "gguf")
+    log.info("loading the LLM from %s%s", model_dir / (gguf_file or ""), f" ({quantization})" if quantization else "")
     try:
         model = AutoModelForCausalLM.from_pretrained(model_dir, gguf_file=gguf_file, dtype=dtype, **placement)
     except (OSError, ValueError) as err:
         raise LLMLoadError(f"Could not load the LLM from {path}: {err}") from err
+    tokenizer = load_prompt_tokenizer(model_dir, gguf_file=gguf_file)
+    if gguf_file is not None and quantization is None and isinstance(tokenizer, HFPromptTokenizer):
+        save_converted(model, tokenizer.tokenizer, path, converted_dir(path, dtype))  # before LoRA changes it
     if "device_map" not in placement:
         model.to(device)
     if lora is not None:
         model = apply_lora(model, Path(lora), merge=merge_lora)
     model.eval().requires_grad_(False)
-    tokenizer = load_prompt_tokenizer(model_dir, gguf_file=gguf_file)
     if cfg.hidden_size != model.config.hidden_size:
         raise LLMLoadError(f"The LLM at {path} has hidden size {model.config.hidden_size}, but the "
                            f"preset expects {cfg.hidden_size}: is it the right model size (7B/13B)?")
     context = min(cfg.context_length, model.config.max_position_embeddings)
     return LoadedLLM(model, tokenizer, torch.device(device), dtype, context)
+
+
+def _where_to_load(cfg: LLMConfig, path: Path, dtype: torch.dtype,
+                   quantization: Quantization | None) -> tuple[Path, str | None]:
+    """(directory, GGUF file name or None): a GGUF converted on an earlier start loads from its kept
+    HF directory (`gguf_cache.py`); a quantized load always reads the GGUF itself."""
+    if cfg.format != "gguf":
+        return path, None
+    if quantization is None:
+        kept = converted_dir(path, dtype)
+        if is_complete(kept):
+            return kept, None
+    return path.parent, path.name
 
 
 EMBEDDING_KEY = "model.embed_tokens.weight"  # transformers' LLaMA name, also in the released dirs

@@ -1,6 +1,6 @@
 """Encodings of uploaded files, kept so that the same content is encoded only once.
 
-An `EncodeKey` is the SHA-256 of the file's bytes plus every setting that changes the numbers.
+An `EncodeKey` is a digest of the file's bytes (`content_digest.py`) plus every setting that changes the numbers.
 One `EncodeCache` is shared by all sessions of a pipeline: an LRU in memory bounded in bytes,
 and optionally a directory that survives restarts (one safetensors file per encoding, written
 atomically, bounded in bytes, oldest evicted). Concurrent requests for the same key wait for the
@@ -42,32 +42,6 @@ _SUFFIX = ".safetensors"
 _METADATA_KEY = "videollama_encoding"
 
 
-# Digests of files already read, by what identifies one version of a file on disk. An example
-# clicked again, or a file read again because Audio or Frames changed, is then not hashed again
-# (an hour-long upload is about 1 GB: a second of hashing). Any write changes size or mtime_ns.
-_DIGESTS: OrderedDict[tuple[int, int, int, int], str] = OrderedDict()
-_DIGESTS_KEPT = 1024
-_DIGESTS_LOCK = threading.Lock()
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of the file's bytes, read in chunks (about 1.5 GB/s with SHA extensions);
-    remembered for the same unchanged file (same device, inode, size and modification time)."""
-    with open(path, "rb") as file:
-        stat = os.fstat(file.fileno())
-        version = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
-        with _DIGESTS_LOCK:
-            if version in _DIGESTS:
-                _DIGESTS.move_to_end(version)
-                return _DIGESTS[version]
-        digest = hashlib.file_digest(file, "sha256").hexdigest()
-    with _DIGESTS_LOCK:
-        _DIGESTS[version] = digest
-        while len(_DIGESTS) > _DIGESTS_KEPT:
-            _DIGESTS.popitem(last=False)
-    return digest
-
-
 def tensors_sha256(tensors: Iterable[torch.Tensor]) -> str:
     """Hex SHA-256 of the tensors' values, dtypes and shapes (used to tell weight sets apart)."""
     digest = hashlib.sha256()
@@ -80,7 +54,7 @@ def tensors_sha256(tensors: Iterable[torch.Tensor]) -> str:
 
 @dataclass(frozen=True)
 class EncodeKey:
-    content: str  # SHA-256 of the file's bytes
+    content: str  # the file's bytes, named by `content_digest`
     settings: str  # canonical JSON of every setting that changes the encoding
 
     @classmethod

@@ -8,6 +8,7 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -27,7 +28,8 @@ from ..model.llm import LoadedLLM
 from ..model.video_llama import VideoLlamaEncoder
 from ..prompt.timecodes import find_time_range, format_time
 from ..reading import Reading
-from .encode_cache import EncodeCache, EncodeKey, file_sha256, tensors_sha256
+from .content_digest import content_digest, gradio_upload_digest, remembered_digest
+from .encode_cache import EncodeCache, EncodeKey, tensors_sha256
 from .long_video import SEGMENT_SECONDS, EncodeCostMeter, SegmentBudget, max_segments, plan_segments
 from .runtime import RuntimeChoice
 from .speech_cache import Transcriber
@@ -58,6 +60,7 @@ class Pipeline:
         self.preview_reason = preview_reason
         # On ZeroGPU the encoders run in `@spaces.GPU` worker processes and return CPU tensors.
         self._zero_gpu = on_zero_gpu()
+        self._decoding = ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode-ahead")
         self._run_encoders = gpu_task()(self._encode_tensors)
         self.encode_cache = encode_cache if encode_cache is not None else EncodeCache()
         self._weights_id = _weights_fingerprint(encoder)
@@ -96,9 +99,10 @@ class Pipeline:
         cues = given_cues(reading)
         sampling = self._sampling(num_frames, reading)
         embedded = reading.subtitles == "embedded"
+        decoding = self._decode_ahead(file, reading.use_audio, num_frames, sampling, embedded)
         key = self.cache_key(file, reading.use_audio, num_frames, sampling, embedded)
         encoding = self.encode_cache.get_or_create(
-            key, lambda: self._encode_file(path, reading.use_audio, num_frames, stage, sampling, embedded))
+            key, lambda: self._encode_file(path, reading.use_audio, num_frames, stage, sampling, embedded, decoding))
         if encoding.from_cache:  # made from another upload of the same bytes, maybe under another name
             encoding = dataclasses.replace(encoding, info=dataclasses.replace(encoding.info, path=str(path)))
             check_duration(encoding.info, self.max_seconds)  # the limit may be lower than when it was made
@@ -208,10 +212,11 @@ class Pipeline:
             settings["sampling"] = dataclasses.asdict(sampling)
         if embedded_subtitles:
             settings["embedded_subtitles"] = True
-        return EncodeKey.of(file_sha256(path), settings)
+        return EncodeKey.of(content_digest(path), settings)
 
     def close(self) -> None:
         """Stop the decoder workers and the engine (the app calls this when it shuts down)."""
+        self._decoding.shutdown(wait=False, cancel_futures=True)
         if self.decoder is not None:
             self.decoder.close()
         self.engine.close()
@@ -236,11 +241,25 @@ class Pipeline:
             raise ChatError(f"The range starts after the video ends (it is {format_time(duration)} long).")
         return start, min(end, duration) if duration is not None else end
 
+    def _decode_ahead(self, file: Path, use_audio: bool, num_frames: int, sampling: FrameSampling | None,
+                      embedded_subtitles: bool) -> Future[DecodedUpload] | None:
+        """When the file's bytes must be hashed for its key (not a Gradio upload, not hashed before),
+        start decoding it now, on another thread, so that a miss does not wait for the hash (an hour
+        of video is ~1 GB: 0.15 s of BLAKE3). After a hit the decode finishes unused."""
+        if gradio_upload_digest(file) is not None or remembered_digest(file) is not None:
+            return None
+        return self._decoding.submit(self._decode, file, use_audio, num_frames, lambda _: None, sampling,
+                                     embedded_subtitles)
+
     def _encode_file(self, path: str | Path, use_audio: bool, num_frames: int, stage: StageCallback,
-                     sampling: FrameSampling | None = None, embedded_subtitles: bool = False) -> MediaEncoding:
+                     sampling: FrameSampling | None = None, embedded_subtitles: bool = False,
+                     decoding: Future[DecodedUpload] | None = None) -> MediaEncoding:
         notes: list[str] = []
         while True:
-            decoded = self._decode(path, use_audio, num_frames, stage, sampling, embedded_subtitles)
+            if decoding is not None:  # started while the key was computed, with the same arguments
+                decoded, decoding = decoding.result(), None
+            else:
+                decoded = self._decode(path, use_audio, num_frames, stage, sampling, embedded_subtitles)
             try:
                 return self._encode_decoded(decoded, use_audio, stage, tuple(notes), embedded_subtitles)
             except torch.OutOfMemoryError:
