@@ -76,7 +76,8 @@ def test_three_videos_two_questions_give_six_rows_a_report_and_a_rerun_does_no_m
     by_name = {Path(r["video"]).name: r for r in rows}
     assert by_name["a.mp4"]["audio_used"] is True and by_name["a.mp4"]["audio_note"] is None
     assert by_name["b.mp4"]["audio_used"] is False and "no audio track" in by_name["b.mp4"]["audio_note"]
-    assert by_name["a.mp4"]["digest"] == digest_of(three_videos[0]) and len(by_name["a.mp4"]["digest"]) == 64
+    digest = by_name["a.mp4"]["digest"]
+    assert digest == digest_of(three_videos[0]) and digest.startswith("blake3:") and len(digest) == 7 + 64
 
     page = (out / "report.html").read_text()
     assert "Preview model: these answers are NOT about the videos." in page

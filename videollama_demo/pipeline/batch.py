@@ -28,7 +28,7 @@ from ..encoding import MediaEncoding
 from ..engines.base import EngineError
 from ..media import MediaError
 from ..reading import Reading
-from .encode_cache import file_sha256
+from .content_digest import content_digest
 from .pipeline import Pipeline
 
 log = logging.getLogger(__name__)
@@ -164,7 +164,7 @@ def plan_jobs(videos: list[Path], questions: list[Question], settings: list[Sett
 
 def digest_of(path: Path) -> str | None:
     try:
-        return file_sha256(path)
+        return content_digest(path)
     except OSError:
         return None  # missing or unreadable: its error row says why
 

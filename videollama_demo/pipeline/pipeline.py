@@ -122,7 +122,7 @@ class Pipeline:
         notes = tuple(note for note in encoding.notes if note != NO_SUBTITLE_STREAM)
         if reading.subtitles == "embedded":
             notes += (NO_SUBTITLE_STREAM,)
-        speech = self.transcriber.transcript(file, file_sha256(file), stage)
+        speech = self.transcriber.transcript(file, content_digest(file), stage)
         if speech.note:
             notes += (speech.note,)
         return list(speech.cues), dataclasses.replace(encoding, notes=notes)
