@@ -114,7 +114,8 @@ def measure(pipeline: Pipeline, engine: str, users: int, clip: Path, sampling: d
 
     barrier = threading.Barrier(users)
     results: list[UserResult | None] = [None] * users
-    with serving(pipeline, max(users, pipeline.engine.parallel_requests), port) as url:
+    # As the app runs each engine by default: one model job at a time locally, 16 at once on vllm.
+    with serving(pipeline, pipeline.engine.parallel_requests, port) as url:
         def one(index: int) -> None:
             results[index] = ask_as_a_user(url, clip, sampling, barrier, tokens_of)
 
