@@ -76,18 +76,24 @@ def run_timeline(args: argparse.Namespace) -> int:
 
     try:
         probe(args.media)  # a bad file fails in a second, before minutes of model loading
-        pipe = load_pipeline(**pipeline_options(args))
+    except MediaError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    pipe = load_pipeline(**pipeline_options(args))
+    try:
         if pipe.is_preview:
             print(f"[preview] {pipe.preview_reason}: the descriptions are NOT about the video.", file=sys.stderr)
         reading = Reading(use_audio=not args.no_audio, subtitles="embedded" if args.subtitles else "off")
         plan = pipe.plan_timeline(args.media, args.max_segments, reading)
+        print(f"[plan] {plan.summary()}", file=sys.stderr)
+        cues = pipe.timeline(args.media, reading, plan=plan, temperature=args.temperature,
+                             max_new_tokens=args.max_new_tokens)
+        done = list(tqdm(cues, total=len(plan.spans), unit="part", file=sys.stderr))
     except MediaError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(f"[plan] {plan.summary()}", file=sys.stderr)
-    cues = pipe.timeline(args.media, reading, plan=plan, temperature=args.temperature,
-                         max_new_tokens=args.max_new_tokens)
-    done = list(tqdm(cues, total=len(plan.spans), unit="part", file=sys.stderr))
+    finally:
+        pipe.close()  # the decoder workers, and a vLLM server started for this command
     if args.format == "text":
         print("\n".join(f"{cue.label}  {' '.join(cue.text.split())}" for cue in done))
     else:
@@ -218,8 +224,8 @@ def run_ask(args: argparse.Namespace) -> int:
     pipe = load_pipeline(**pipeline_options(args))
     if pipe.is_preview:
         print(f"[preview] {pipe.preview_reason}: answers are NOT about the video.", file=sys.stderr)
-    session = pipe.new_session()
     try:
+        session = pipe.new_session()
         encoding = session.add_media(pipe.encode(args.media, Reading(use_audio=not args.no_audio,
                                                                      num_frames=args.frames)))
         if encoding.audio_note:
@@ -236,6 +242,8 @@ def run_ask(args: argparse.Namespace) -> int:
     except (MediaError, ChatError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    finally:
+        pipe.close()  # the decoder workers, and a vLLM server started for this command
     return 0
 
 

@@ -10,6 +10,7 @@ library, httpx and, to turn the preview GGUF into a directory vLLM can read, tra
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import logging
 import os
@@ -331,6 +332,9 @@ class ServedVLLMEngine(VLLMEngine):
     def __init__(self, server: VLLMServer, dtype: torch.dtype | None = None) -> None:
         super().__init__(server.url, dtype=dtype)
         self.server = server
+        # The server runs in its own process group, so it would outlive a program that forgets
+        # to close the engine: stop it at exit whatever happens (stop() is a no-op the 2nd time).
+        atexit.register(server.stop)
 
     def close(self) -> None:
         super().close()
