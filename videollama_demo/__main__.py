@@ -9,6 +9,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import PRESETS, VideoLlamaConfig
 from .hub import DOWNLOADABLE_PRESETS, GB, DownloadError, download_bytes, download_weights, resolve_weights
@@ -24,6 +25,9 @@ from .pipeline.memory import (
     memory_table,
 )
 from .pipeline.timeline import DEFAULT_MAX_NEW_TOKENS, DEFAULT_MAX_SEGMENTS
+
+if TYPE_CHECKING:
+    from . import Pipeline
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,18 +75,12 @@ def add_timeline_command(commands: argparse._SubParsersAction) -> None:
 def run_timeline(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from . import MediaError, Reading, load_pipeline
-    from .media import probe
+    from . import MediaError, Reading
 
-    try:
-        probe(args.media)  # a bad file fails in a second, before minutes of model loading
-    except MediaError as err:
-        print(f"error: {err}", file=sys.stderr)
+    pipe = _pipeline_for(args, "the descriptions")
+    if pipe is None:
         return 1
-    pipe = load_pipeline(**pipeline_options(args))
     try:
-        if pipe.is_preview:
-            print(f"[preview] {pipe.preview_reason}: the descriptions are NOT about the video.", file=sys.stderr)
         reading = Reading(use_audio=not args.no_audio, subtitles="embedded" if args.subtitles else "off")
         plan = pipe.plan_timeline(args.media, args.max_segments, reading)
         print(f"[plan] {plan.summary()}", file=sys.stderr)
@@ -212,18 +210,29 @@ class _ProgressLine:
             print(file=sys.stderr)
 
 
-def run_ask(args: argparse.Namespace) -> int:
-    from . import ChatError, MediaError, Reading, load_pipeline
+def _pipeline_for(args: argparse.Namespace, what: str) -> Pipeline | None:
+    """The loaded pipeline for a command about `args.media`, or None after one `error:` line: a bad
+    file fails in a second, before minutes of model loading. Preview mode is said on stderr."""
+    from . import MediaError, load_pipeline
     from .media import probe
 
     try:
-        probe(args.media)  # a bad file fails in a second, before minutes of model loading
+        probe(args.media)
     except MediaError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 1
+        return None
     pipe = load_pipeline(**pipeline_options(args))
     if pipe.is_preview:
-        print(f"[preview] {pipe.preview_reason}: answers are NOT about the video.", file=sys.stderr)
+        print(f"[preview] {pipe.preview_reason}: {what} are NOT about the video.", file=sys.stderr)
+    return pipe
+
+
+def run_ask(args: argparse.Namespace) -> int:
+    from . import ChatError, MediaError, Reading
+
+    pipe = _pipeline_for(args, "answers")
+    if pipe is None:
+        return 1
     try:
         session = pipe.new_session()
         encoding = session.add_media(pipe.encode(args.media, Reading(use_audio=not args.no_audio,
