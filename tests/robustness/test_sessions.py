@@ -458,3 +458,28 @@ def test_a_new_conversation_between_question_and_first_token_stays_clean(preview
     new_file = page.chat.add_media(preview_pipeline.encode(media[2], Reading(use_audio=True, num_frames=8)))
     list(answering)
     assert page.chat.turns == [] and page.chat.media is new_file
+
+
+# Found in CI (fixed): a tab's "new file" and "new settings" are separate events, so the settings'
+# read of the old file could finish after the new file was shown and put the old file back.
+def test_new_settings_for_the_old_file_do_not_replace_a_file_dropped_meanwhile(preview_pipeline: Pipeline,
+                                                                             media: list[Path]) -> None:
+    actions = PageActions(preview_pipeline, examples_dir=media[1].parent)
+    page = PageSession(preview_pipeline.new_session())
+    settings = {"use_audio": False, "num_frames": 8, "long_video": False, "segments": 0, "subtitles": False,
+                "subtitle_file": None, "subtitle_source": "embedded"}
+    actions.upload(str(media[1]), **settings, page=page, request=None)
+    dropped: list[tuple] = []
+
+    def a_new_file_lands_meanwhile(value: object, desc: str | None = None) -> None:
+        if not dropped:  # while the old file is being read again, the new file's event finishes
+            dropped.append(actions.upload(str(media[2]), **settings, page=page, request=None))
+
+    shown = actions.settings_changed(**{**settings, "num_frames": 4}, page=page, progress=a_new_file_lands_meanwhile)
+    assert dropped, "the read reported no progress: the race was not staged"
+    assert all(output == gr.skip() for output in shown)  # the page keeps what the new file's event showed
+    assert page.source == str(media[2].resolve()) and page.file_name == "bars.mp4"
+    assert len(page.chat.media.frame_times) == 8  # the new file, read with the settings it was dropped with
+    # Without a new file in between, new settings do take effect.
+    actions.settings_changed(**{**settings, "num_frames": 4}, page=page)
+    assert page.source == str(media[2].resolve()) and len(page.chat.media.frame_times) == 4

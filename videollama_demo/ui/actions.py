@@ -55,6 +55,7 @@ class PageSession:
     source: str | None = None  # the uploaded file, read again when Audio or Frames change
     file_name: str | None = None
     answering: threading.Lock = field(default_factory=threading.Lock)  # held while an answer streams
+    switching: threading.Lock = field(default_factory=threading.Lock)  # held while the file or reading changes
 
     def close(self) -> None:
         """Stop any answer and free the KV cache and media, without blocking the caller."""
@@ -159,7 +160,9 @@ class PageActions:
             return tuple(gr.skip() for _ in dataclasses.fields(MediaView))
         reading = self._reading(use_audio, num_frames, long_video, segments, subtitles, subtitle_file,
                                 subtitle_source)
-        shown = self._start_conversation(page, page.source, reading, progress)
+        shown = self._start_conversation(page, page.source, reading, progress, only_if_current=True)
+        if shown is None:  # a new file landed while the old one was read again: that file stays
+            return tuple(gr.skip() for _ in dataclasses.fields(MediaView))
         gr.Info(f"New settings: {page.file_name} was read again and the conversation starts over.")
         return shown
 
@@ -192,15 +195,22 @@ class PageActions:
         return reading.replace(subtitles="embedded")
 
     def _start_conversation(self, page: PageSession, path: str, reading: Reading, progress: gr.Progress,
-                            cues: list[Cue] | None = None) -> tuple:
+                            cues: list[Cue] | None = None, only_if_current: bool = False) -> tuple | None:
+        """Read `path` and start a conversation about it. With `only_if_current` (new settings for
+        the file already shown) nothing changes, and None is returned, when another file took its
+        place while this one was read: the page's events for a new file and for new settings are
+        separate, so the later one can finish first."""
         name = Path(path).name
         if cues is not None:
             reading = reading.replace(subtitles="given", subtitle_file=None, cues=tuple(cues))
         with user_errors(f"reading {name}"):
             encoding = self.pipeline.encode(path, reading, on_stage=_progress_stages(progress))
             progress((1, 1), desc="Starting the conversation")
-            page.chat.add_media(encoding)  # stops an answer still running in this tab
-        page.source, page.file_name = path, name
+            with page.switching:
+                if only_if_current and page.source != path:
+                    return None
+                page.chat.add_media(encoding)  # stops an answer still running in this tab
+                page.source, page.file_name = path, name
         return self._media_view(page, encoding, self._plan(encoding, reading)).as_outputs()
 
     def _plan(self, encoding: MediaEncoding, reading: Reading) -> SegmentBudget | None:

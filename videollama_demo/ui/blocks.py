@@ -172,15 +172,17 @@ def build_demo(pipeline: Pipeline, options: UIOptions = UIOptions()) -> gr.Block
         if example_set is not None:
             example_set.load_input_event.then(gate.wrap(actions.upload), media_inputs, media_outputs, cancels=answers,
                                               show_progress="full", **gpu, **private)
-        for changed in (use_audio.input, num_frames.release, long_video.input, segments.release, subtitles.input,
-                        subtitle_source.input):
-            changed(gate.wrap(actions.settings_changed), media_inputs[1:], media_outputs, cancels=answers,
-                    show_progress="full", **gpu, **private)
-        subtitle_file.upload(_keep_file, [subtitle_file], [subtitle_path, subtitle_source], queue=False,
-                             **private).then(
-            gate.wrap(actions.settings_changed), media_inputs[1:], media_outputs, cancels=answers,
-            show_progress="full", validator=subtitle_validator(media_inputs[1:].index(subtitle_path)), **gpu, **private)
-        subtitle_file.clear(_forget, None, [subtitle_path], queue=False, **private)
+        # One event for every reading setting (a dropped or removed subtitle file changes
+        # `subtitle_path`): "always_last" makes the browser send a tab's changes one after another,
+        # the last one once the running read is done, so the last setting is the one read.
+        gr.on([use_audio.input, num_frames.release, long_video.input, segments.release, subtitles.input,
+               subtitle_source.input, subtitle_path.change],
+              gate.wrap(actions.settings_changed), media_inputs[1:], media_outputs, cancels=answers,
+              trigger_mode="always_last", show_progress="full",
+              validator=subtitle_validator(media_inputs[1:].index(subtitle_path)), **gpu, **private)
+        # Both queued: Gradio notices a State's change (and fires `subtitle_path.change`) only there.
+        subtitle_file.upload(_keep_file, [subtitle_file], [subtitle_path, subtitle_source], **private)
+        subtitle_file.clear(_forget, None, [subtitle_path], **private)
         apply_transcript.click(gate.wrap(actions.apply_transcript),
                                [transcript, use_audio, num_frames, long_video, segments, page], media_outputs,
                                cancels=answers, api_name="apply_transcript", show_progress="full",
