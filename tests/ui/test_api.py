@@ -6,6 +6,7 @@ the page must show exactly what the engine says, per session, whatever else is r
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -149,6 +150,23 @@ def test_empty_question_and_question_before_upload_do_not_call_the_model(client:
     assert time.monotonic() - start < 5
     final = transcript(ask(client, "What is this?")[-1])
     assert [role for role, _ in final] == ["user", "assistant"]  # no empty turn was added
+
+
+def test_what_the_user_is_told_is_one_log_line_not_a_traceback(client: Client, shared_media: dict[str, Path],
+                                                                capfd: pytest.CaptureFixture[str],
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="videollama_demo")
+    capfd.readouterr()
+    with pytest.raises(AppError, match="Upload a video or an image first"):  # raised by the page's own check
+        ask(client, "What is this?")
+    with pytest.raises(AppError, match="is not a video or image file that can be read"):  # a MediaError
+        upload(client, shared_media["broken"])
+    with pytest.raises(AppError, match="Drop a video first"):  # raised by the page's own check
+        client.predict("00:00:01.000 --> 00:00:02.000 hello", True, 8, False, 4, api_name="/apply_transcript")
+    printed = capfd.readouterr().err
+    assert "Traceback" not in printed, printed
+    refusals = [record.getMessage() for record in caplog.records if record.getMessage().startswith("refused")]
+    assert len(refusals) == 3 and all(record.exc_info is None for record in caplog.records), refusals
 
 
 def test_settings_and_media_kinds_show_what_the_model_saw(client: Client, shared_media: dict[str, Path]) -> None:

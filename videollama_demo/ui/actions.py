@@ -126,7 +126,7 @@ class PageActions:
                request: gr.Request, progress: gr.Progress = gr.Progress()) -> tuple:
         """Encode a new file and start a new conversation about it."""
         if not path:
-            raise gr.Error("Drop a video or an image file first.")
+            raise refusal("Drop a video or an image file first.")
         path = self.uploaded_file(path)
         reading = self._reading(use_audio, num_frames, long_video, segments, subtitles, subtitle_file,
                                 subtitle_source)
@@ -148,7 +148,7 @@ class PageActions:
             roots.append(self.examples_dir.resolve())
         if not any(real.is_relative_to(root) for root in roots):
             log.warning("refused a file outside the upload folder: %r", path)
-            raise gr.Error(NOT_UPLOADED)
+            raise refusal(NOT_UPLOADED)
         return str(real)
 
     def settings_changed(self, use_audio: bool, num_frames: int, long_video: bool, segments: int,
@@ -170,11 +170,11 @@ class PageActions:
                          page: PageSession | None, progress: gr.Progress = gr.Progress()) -> tuple:
         """The user edited (or wrote) the transcript: the model gets these cues from now on."""
         if page is None or page.source is None or page.chat.media is None or page.chat.media.kind == "image":
-            raise gr.Error("Drop a video first: a transcript goes with a video.")
+            raise refusal("Drop a video first: a transcript goes with a video.")
         with user_errors("reading the transcript"):
             cues = parse_transcript(text or "")
         if not cues:
-            raise gr.Error("The transcript has no lines like '00:00:01.000 --> 00:00:03.000 what is said'.")
+            raise refusal("The transcript has no lines like '00:00:01.000 --> 00:00:03.000 what is said'.")
         reading = self._reading(use_audio, num_frames, long_video, segments, False, None)
         shown = self._start_conversation(page, page.source, reading, progress, cues)
         gr.Info("The edited transcript is used from now on; the conversation starts over.")
@@ -343,9 +343,9 @@ def time_span(time_from: str | None, time_to: str | None) -> tuple[float, float]
         return None
     start, end = parse_time(start_text or "0"), parse_time(end_text)
     if start is None or end is None:
-        raise gr.Error("Write the span as m:ss or seconds, e.g. From 1:05 To 1:30 (or leave both empty).")
+        raise refusal("Write the span as m:ss or seconds, e.g. From 1:05 To 1:30 (or leave both empty).")
     if end <= start:
-        raise gr.Error(f"The span ends ({end_text}) before it starts ({start_text or '0'}).")
+        raise refusal(f"The span ends ({end_text}) before it starts ({start_text or '0'}).")
     return start, end
 
 
@@ -367,7 +367,7 @@ def _settled_chat(page: PageSession) -> ChatUpdate:
 
 def _require_page(page: PageSession | None) -> PageSession:
     if page is None or page.chat.media is None:
-        raise gr.Error(UPLOAD_FIRST)
+        raise refusal(UPLOAD_FIRST)
     return page
 
 
@@ -375,7 +375,7 @@ def _require_page(page: PageSession | None) -> PageSession:
 def _answering(page: PageSession) -> Iterator[None]:
     """One answer at a time per tab: wait for the previous one (a Stop ends it at its next token)."""
     if not page.answering.acquire(timeout=ANSWER_WAIT_SECONDS):
-        raise gr.Error("The previous answer is still being written; press Stop and try again.")
+        raise refusal("The previous answer is still being written; press Stop and try again.")
     try:
         yield
     finally:
@@ -393,14 +393,20 @@ def user_errors(doing: str) -> Iterator[None]:
         raise as_user_error(err, doing) from err
 
 
+def refusal(message: str, doing: str | None = None) -> gr.Error:
+    """A `gr.Error` for something the user asked that cannot be done: one log line, no traceback
+    (Gradio prints one for every error unless told not to; it shows with -v, debug logging)."""
+    log.info("refused%s: %s", f" while {doing}" if doing else "", message)
+    return gr.Error(message, print_exception=log.isEnabledFor(logging.DEBUG))
+
+
 def as_user_error(err: Exception, doing: str) -> gr.Error:
     """The engine's own sentence for errors meant for users; anything unexpected is logged and explained."""
     if isinstance(err, gr.Error):
         return err
     if isinstance(err, (MediaError, ChatError, EngineError, ValueError)):  # ValueError: a setting out of range
         # one log line for what the user is told; the traceback only with -v (debug logging)
-        log.info("refused while %s: %s", doing, err)
-        return gr.Error(str(err), print_exception=log.isEnabledFor(logging.DEBUG))
+        return refusal(str(err), doing)
     log.error("unexpected failure while %s", doing, exc_info=err)
     return gr.Error(f"Something went wrong while {doing} ({type(err).__name__}). "
                     "The conversation is unchanged; please try again.")

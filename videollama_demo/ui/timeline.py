@@ -20,7 +20,7 @@ from pathlib import Path
 import gradio as gr
 
 from .. import MediaEncoding, Pipeline, Reading, TimelineCue, TimelinePlan, format_cues_as, format_time
-from .actions import PageSession, user_errors
+from .actions import PageSession, refusal, user_errors
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ class TimelineActions:
         """Describe each part of the tab's video; yield (panel, downloads) after each new cue."""
         media = page.chat.media if page is not None else None
         if page is None or media is None or page.source is None:
-            raise gr.Error("Drop a video first: the timeline describes each part of it.")
+            raise refusal("Drop a video first: the timeline describes each part of it.")
         source, name = page.source, page.file_name or Path(page.source).name
         with user_errors(f"planning the timeline of {name}"):
             plan = self.pipeline.plan_timeline(source, reading=part_reading(media))
