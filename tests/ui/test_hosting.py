@@ -151,6 +151,15 @@ def test_a_rest_only_session_keeps_its_upload_then_expires_and_it_is_swept(serve
     assert wait_until(lambda: not stored.exists(), timeout=SESSION_TTL + KEEP_SECONDS * 4 + 10)
     assert "ended 1 session(s) idle" in server.log()
     assert wait_until(lambda: not server.leftovers(), timeout=KEEP_SECONDS * 4 + 5), server.leftovers()
+    # The client comes back: it is told its session ended, not to upload a first file.
+    with client_from("127.0.0.1") as http:
+        asked = call(http, server, "ask", ask_data("And now?"), session)
+        kind, data = result(http, server, "ask", asked.json()["event_id"])
+    assert kind == "error" and "Your session ended" in data, data
+    with client_from("127.0.0.1") as http:  # a session that never existed is told to upload
+        asked = call(http, server, "ask", ask_data("And now?"), uuid.uuid4().hex)
+        kind, data = result(http, server, "ask", asked.json()["event_id"])
+    assert kind == "error" and "Upload a video or an image first" in data, data
 
 
 def test_one_address_queueing_ten_jobs_does_not_block_another(server: HostedServer, video: Path) -> None:

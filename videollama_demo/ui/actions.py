@@ -35,11 +35,14 @@ from .. import (
     parse_transcript,
 )
 from . import view
+from .housekeeping import EndedSessions
 
 log = logging.getLogger(__name__)
 
 NOT_UPLOADED = "That file did not come from an upload on this page. Please drop the file here again."
 LONG_VIDEO_HINT_SECONDS = 60.0  # from this length the page shows what long-video mode would read
+SESSION_ENDED = ("Your session ended after a long time without activity, and the server let go of its file and "
+                 "conversation. Drop the file again to go on.")
 UPLOAD_FIRST = "Upload a video or an image first (drop it on the left, or click an example), then ask about it."
 # How long a new question, Stop or Undo waits for this tab's previous answer to end (it ends at
 # its next token once stopped, so this is only reached if the model itself hangs).
@@ -115,9 +118,11 @@ class Sampling:
 class PageActions:
     """The event handlers of the page, around one loaded pipeline."""
 
-    def __init__(self, pipeline: Pipeline, examples_dir: Path | None = None) -> None:
+    def __init__(self, pipeline: Pipeline, examples_dir: Path | None = None,
+                 ended_sessions: EndedSessions | None = None) -> None:
         self.pipeline = pipeline
         self.examples_dir = examples_dir
+        self.ended_sessions = ended_sessions if ended_sessions is not None else EndedSessions()
         self._pages: weakref.WeakValueDictionary[str, PageSession] = weakref.WeakValueDictionary()
 
     # -- media ------------------------------------------------------------------------------
@@ -153,9 +158,12 @@ class PageActions:
 
     def settings_changed(self, use_audio: bool, num_frames: int, long_video: bool, segments: int,
                          subtitles: bool, subtitle_file: str | None, subtitle_source: str,
-                         page: PageSession | None, progress: gr.Progress = gr.Progress()) -> tuple:
+                         page: PageSession | None, request: gr.Request | None = None,
+                         progress: gr.Progress = gr.Progress()) -> tuple:
         """A reading setting changed (audio, frames, long video, subtitles): read the current video
         again (an image has one frame, no sound, no subtitles)."""
+        if page is None and self.session_ended(request):
+            raise refusal(SESSION_ENDED)
         if page is None or page.source is None or page.chat.media is None or page.chat.media.kind == "image":
             return tuple(gr.skip() for _ in dataclasses.fields(MediaView))
         reading = self._reading(use_audio, num_frames, long_video, segments, subtitles, subtitle_file,
@@ -167,8 +175,11 @@ class PageActions:
         return shown
 
     def apply_transcript(self, text: str, use_audio: bool, num_frames: int, long_video: bool, segments: int,
-                         page: PageSession | None, progress: gr.Progress = gr.Progress()) -> tuple:
+                         page: PageSession | None, request: gr.Request | None = None,
+                         progress: gr.Progress = gr.Progress()) -> tuple:
         """The user edited (or wrote) the transcript: the model gets these cues from now on."""
+        if page is None and self.session_ended(request):
+            raise refusal(SESSION_ENDED)
         if page is None or page.source is None or page.chat.media is None or page.chat.media.kind == "image":
             raise refusal("Drop a video first: a transcript goes with a video.")
         with user_errors("reading the transcript"):
@@ -236,6 +247,15 @@ class PageActions:
             status=view.conversation_status(page.file_name, encoding.kind),
             transcript=view.transcript_text(encoding))
 
+    def session_ended(self, request: gr.Request | None) -> bool:
+        """Whether this tab's session was ended by the housekeeper (idle too long)."""
+        return request is not None and request.session_hash in self.ended_sessions
+
+    def _require_page(self, page: PageSession | None, request: gr.Request | None) -> PageSession:
+        if page is None or page.chat.media is None:
+            raise refusal(SESSION_ENDED if page is None and self.session_ended(request) else UPLOAD_FIRST)
+        return page
+
     def _new_page(self, request: gr.Request) -> PageSession:
         page = PageSession(self.pipeline.new_session())
         if request is not None and request.session_hash:
@@ -245,12 +265,12 @@ class PageActions:
     # -- answers ----------------------------------------------------------------------------
     def ask(self, question: str, temperature: float, top_p: float, max_new_tokens: int,
             repetition_penalty: float, time_from: str, time_to: str, times_in_question: bool,
-            page: PageSession | None) -> Iterator[ChatUpdate]:
+            page: PageSession | None, request: gr.Request | None = None) -> Iterator[ChatUpdate]:
         """Stream the answer to `question`: the whole visible conversation after each new piece.
 
         With `time_from`/`time_to` (or, when `times_in_question`, a span written in the question),
         the answer comes from frames sampled inside that part of the video."""
-        page = _require_page(page)
+        page = self._require_page(page, request)
         sampling = Sampling(temperature, top_p, max_new_tokens, repetition_penalty).as_kwargs()
         span = time_span(time_from, time_to)
         with _answering(page):
@@ -265,9 +285,9 @@ class PageActions:
         return page.chat.ask(question, clip=clip, **sampling)
 
     def retry(self, temperature: float, top_p: float, max_new_tokens: int, repetition_penalty: float,
-              page: PageSession | None) -> Iterator[ChatUpdate]:
+              page: PageSession | None, request: gr.Request | None = None) -> Iterator[ChatUpdate]:
         """Answer the last question again (it is removed with its answer first)."""
-        page = _require_page(page)
+        page = self._require_page(page, request)
         sampling = Sampling(temperature, top_p, max_new_tokens, repetition_penalty).as_kwargs()
         with _answering(page):
             question = page.chat.turns[-1].question if page.chat.turns else ""
@@ -365,10 +385,6 @@ def _settled_chat(page: PageSession) -> ChatUpdate:
         return view.chat_messages(page.chat.turns, media=page.chat.media)
 
 
-def _require_page(page: PageSession | None) -> PageSession:
-    if page is None or page.chat.media is None:
-        raise refusal(UPLOAD_FIRST)
-    return page
 
 
 @contextlib.contextmanager

@@ -28,7 +28,7 @@ from . import api, view
 from .actions import MediaView, PageActions, PageSession, hold_question, restore_question
 from .examples import ensure_examples
 from .hosting import guarded_app_kwargs, merged_app_kwargs, start_housekeeping
-from .housekeeping import Upkeep
+from .housekeeping import EndedSessions, Upkeep
 from .limits import HostLimits, parse_size, question_chars, question_validator, subtitle_validator, transcript_validator
 from .timeline import CSS as TIMELINE_CSS
 from .timeline import timeline_panel
@@ -91,7 +91,8 @@ class UIOptions:
 
 def build_demo(pipeline: Pipeline, options: UIOptions = UIOptions()) -> gr.Blocks:
     """The page around an already loaded pipeline."""
-    actions = PageActions(pipeline, options.examples_dir)
+    ended_sessions = EndedSessions()  # filled by the housekeeper once the page is launched
+    actions = PageActions(pipeline, options.examples_dir, ended_sessions)
     # One set of model slots for the page and the OpenAI-style API: neither can starve the other.
     gate = api.ModelGate(options.concurrency, options.queue_size)
     facts = view.ModelFacts.of(pipeline)
@@ -141,7 +142,7 @@ def build_demo(pipeline: Pipeline, options: UIOptions = UIOptions()) -> gr.Block
                                        seen=seen, status=status, transcript=transcript, drop_zone=upload)
         gpu = {"concurrency_id": GPU, "concurrency_limit": options.concurrency}
         private = {"api_visibility": "private"}
-        timeline_panel(pipeline, page, [sampling[0], sampling[1], sampling[3]], gpu, gate.wrap)
+        timeline_panel(pipeline, page, [sampling[0], sampling[1], sampling[3]], gpu, gate.wrap, ended_sessions)
 
         # Questions: empty the box at once, then stream the answer in the queue.
         held = gr.on([question.submit, send.click], hold_question, [question], [question, held_question],
@@ -190,6 +191,7 @@ def build_demo(pipeline: Pipeline, options: UIOptions = UIOptions()) -> gr.Block
         demo.unload(actions.tab_closed)
     api.attach(demo, pipeline, gate, api.ApiOptions(options.api_key, options.allow_url_fetch,
                                                     _parse_file_size(options.max_file_size)))
+    demo.ended_sessions = ended_sessions  # type: ignore[attr-defined]  # the housekeeper records into it
     return demo
 
 

@@ -28,7 +28,7 @@ def start_housekeeping(demo: gr.Blocks, upkeep: Upkeep) -> Housekeeper:
     """Start (once per Blocks) the thread that ends idle sessions and sweeps old files."""
     keeper = getattr(demo, "housekeeper", None)
     if keeper is None:
-        keeper = Housekeeper(demo, upkeep)
+        keeper = Housekeeper(demo, upkeep, ended=getattr(demo, "ended_sessions", None))
         keeper.start()
         demo.housekeeper = keeper  # type: ignore[attr-defined]  # for tests and close
     return keeper

@@ -35,6 +35,28 @@ log = logging.getLogger(__name__)
 EXPIRED_REMEMBERED = 10_000  # session ids kept to say "expired" instead of "upload first"
 
 
+class EndedSessions:
+    """The ids of the sessions the housekeeper ended (the newest EXPIRED_REMEMBERED), so that a tab
+    coming back is told its session expired rather than to upload a first file."""
+
+    def __init__(self, remembered: int = EXPIRED_REMEMBERED) -> None:
+        self._ended: OrderedDict[str, float] = OrderedDict()
+        self._remembered = remembered
+        self._lock = threading.Lock()
+
+    def add(self, session_hash: str) -> None:
+        with self._lock:
+            self._ended[session_hash] = time.time()
+            while len(self._ended) > self._remembered:
+                self._ended.popitem(last=False)
+
+    def __contains__(self, session_hash: object) -> bool:
+        return bool(session_hash) and session_hash in self._ended
+
+    def __len__(self) -> int:
+        return len(self._ended)
+
+
 @dataclass(frozen=True)
 class Upkeep:
     """How long things may stay (the --keep-uploads and --session-ttl flags)."""
@@ -51,13 +73,14 @@ class Upkeep:
 class Housekeeper:
     """The thread that ends idle sessions and sweeps old files, around one launched `gr.Blocks`."""
 
-    def __init__(self, demo: gr.Blocks, upkeep: Upkeep, upload_folder: Path | None = None) -> None:
+    def __init__(self, demo: gr.Blocks, upkeep: Upkeep, upload_folder: Path | None = None,
+                 ended: EndedSessions | None = None) -> None:
         self.demo = demo
         self.upkeep = upkeep
         self._folder = upload_folder
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.expired: OrderedDict[str, float] = OrderedDict()
+        self.expired = ended if ended is not None else EndedSessions()
         self.permanent: set[Path] = set()  # what the page itself put in the cache (the examples)
 
     @property
@@ -112,12 +135,10 @@ class Housekeeper:
         with holder.lock:
             holder.session_data.pop(session_hash, None)
             holder.time_last_used.pop(session_hash, None)
-        self.expired[session_hash] = time.time()
-        while len(self.expired) > EXPIRED_REMEMBERED:
-            self.expired.popitem(last=False)
+        self.expired.add(session_hash)
 
     def was_expired(self, session_hash: str | None) -> bool:
-        return bool(session_hash) and session_hash in self.expired
+        return session_hash in self.expired
 
     def files_in_use(self) -> set[Path]:
         """The files live sessions hold: each session's current upload and any file path in its state."""

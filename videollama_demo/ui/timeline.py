@@ -20,7 +20,8 @@ from pathlib import Path
 import gradio as gr
 
 from .. import MediaEncoding, Pipeline, Reading, TimelineCue, TimelinePlan, format_cues_as, format_time
-from .actions import PageSession, refusal, user_errors
+from .actions import SESSION_ENDED, PageSession, refusal, user_errors
+from .housekeeping import EndedSessions
 
 log = logging.getLogger(__name__)
 
@@ -122,14 +123,18 @@ def write_downloads(cues: Sequence[TimelineCue], file_name: str) -> list[str]:
 # -- what the buttons do ------------------------------------------------------------------------
 
 class TimelineActions:
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, ended_sessions: EndedSessions | None = None) -> None:
         self.pipeline = pipeline
+        self.ended_sessions = ended_sessions if ended_sessions is not None else EndedSessions()
         self._stops: weakref.WeakKeyDictionary[PageSession, threading.Event] = weakref.WeakKeyDictionary()
 
     def make(self, temperature: float, top_p: float, repetition_penalty: float,
-             page: PageSession | None) -> Iterator[tuple[str, list[str] | None]]:
+             page: PageSession | None, request: gr.Request | None = None
+             ) -> Iterator[tuple[str, list[str] | None]]:
         """Describe each part of the tab's video; yield (panel, downloads) after each new cue."""
         media = page.chat.media if page is not None else None
+        if page is None and request is not None and request.session_hash in self.ended_sessions:
+            raise refusal(SESSION_ENDED)
         if page is None or media is None or page.source is None:
             raise refusal("Drop a video first: the timeline describes each part of it.")
         source, name = page.source, page.file_name or Path(page.source).name
@@ -170,10 +175,11 @@ def part_reading(media: MediaEncoding) -> Reading:
 
 
 def timeline_panel(pipeline: Pipeline, page: gr.State, sampling: Sequence[gr.components.Component],
-                   gpu: dict, hold_model_slot: Callable[[Callable], Callable] = lambda handler: handler) -> None:
+                   gpu: dict, hold_model_slot: Callable[[Callable], Callable] = lambda handler: handler,
+                   ended_sessions: EndedSessions | None = None) -> None:
     """The Timeline accordion and its events. `sampling`: temperature, top-p, repetition penalty.
     `hold_model_slot` wraps the model work so it shares the page's and the API's model slots."""
-    actions = TimelineActions(pipeline)
+    actions = TimelineActions(pipeline, ended_sessions)
     with gr.Accordion("Timeline: what happens in each part of the video", open=True, elem_id="timeline-panel"):
         with gr.Row():
             make = gr.Button("Timeline", variant="secondary", elem_id="timeline-button", scale=0, min_width=140)
