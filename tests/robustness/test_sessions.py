@@ -10,6 +10,7 @@ is not given back would show.
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -483,3 +484,39 @@ def test_new_settings_for_the_old_file_do_not_replace_a_file_dropped_meanwhile(p
     # Without a new file in between, new settings do take effect.
     actions.settings_changed(**{**settings, "num_frames": 4}, page=page)
     assert page.source == str(media[2].resolve()) and len(page.chat.media.frame_times) == 4
+
+
+def test_a_question_waiting_for_the_model_shows_as_waiting_then_gets_its_answer(small_server: Server,
+                                                                                 media: list[Path]) -> None:
+    playwright = pytest.importorskip("playwright.sync_api")
+    before = set(small_server.actions._pages.keys())
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path="/usr/bin/chromium", headless=True)
+        try:
+            tabs = [browser.new_page(), browser.new_page()]
+            for tab, path in zip(tabs, (media[6], media[7]), strict=True):
+                tab.goto(small_server.url, wait_until="domcontentloaded")
+                tab.locator("#media-upload input[type=file]").set_input_files(str(path))
+            wait_until(lambda: len(set(small_server.actions._pages.keys()) - before) == 2, 60, "both uploads")
+            pages = [small_server.actions._pages[key] for key in set(small_server.actions._pages.keys()) - before]
+            wait_until(lambda: all(page.chat.media is not None for page in pages), 60, "both files are encoded")
+            busy, waiting = tabs
+            busy.locator("#question textarea").fill(LONG_QUESTION)
+            busy.locator("#question textarea").press("Enter")
+            wait_until(lambda: any(page.answering.locked() for page in pages), 30, "the first answer starts")
+            # The only model slot is taken: the second tab's question shows at once, marked as waiting.
+            waiting.locator("#question textarea").fill("What is in this picture?")
+            waiting.locator("#question textarea").press("Enter")
+            chat = waiting.locator("#chatbot")
+            expect = playwright.expect
+            expect(chat).to_contain_text("What is in this picture?", timeout=10_000)
+            expect(chat).to_contain_text("Waiting for the model", timeout=10_000)
+            expect(chat).to_contain_text(re.compile(r"queue: \d+/\d+"), timeout=10_000)  # Gradio's place in line
+            busy.locator("#stop").click()  # the slot frees: the waiting question is answered
+            expect(chat).not_to_contain_text("Waiting for the model", timeout=60_000)
+            wait_until(lambda: all(is_settled(page) for page in pages), 60, "both answers end")
+            answered = [page for page in pages if page.chat.turns and page.chat.turns[-1].question.startswith("What")]
+            assert len(answered) == 1 and answered[0].chat.turns[-1].answer
+            expect(chat).to_contain_text(answered[0].chat.turns[-1].answer.split()[0], timeout=10_000)
+        finally:
+            browser.close()

@@ -369,14 +369,20 @@ def time_span(time_from: str | None, time_to: str | None) -> tuple[float, float]
     return start, end
 
 
-def hold_question(question: str) -> tuple[str, str]:
-    """Empty the text box at once and keep the question for the answer that follows."""
-    return "", question
+def hold_question(question: str, page: PageSession | None) -> tuple[str, str, Any]:
+    """Empty the text box at once and keep the question for the answer that follows. The question
+    shows in the conversation at once, marked as waiting, while it waits for the model (when a file
+    is there to ask about and no answer of this tab is running: otherwise the answer says why)."""
+    if not question.strip() or page is None or page.chat.media is None or page.answering.locked():
+        return "", question, gr.skip()
+    shown = view.chat_messages(page.chat.turns, media=page.chat.media)
+    return "", question, shown + [view.user_message(question), view.waiting_message()]
 
 
-def restore_question(held: str, in_box: str) -> str:
-    """The answer failed before it started: give the question back, unless something new was typed."""
-    return in_box if in_box else held
+def restore_question(held: str, in_box: str, page: PageSession | None) -> tuple[str, Any]:
+    """The answer failed before it started: give the question back, unless something new was
+    typed, and take the waiting question out of the conversation."""
+    return (in_box if in_box else held), (gr.skip() if page is None else _settled_chat(page))
 
 
 def _settled_chat(page: PageSession) -> ChatUpdate:

@@ -145,12 +145,13 @@ def build_demo(pipeline: Pipeline, options: UIOptions = UIOptions()) -> gr.Block
         timeline_panel(pipeline, page, [sampling[0], sampling[1], sampling[3]], gpu, gate.wrap, ended_sessions)
 
         # Questions: empty the box at once, then stream the answer in the queue.
-        held = gr.on([question.submit, send.click], hold_question, [question], [question, held_question],
-                     queue=False, **private)
+        held = gr.on([question.submit, send.click], hold_question, [question, page],
+                     [question, held_question, chatbot], queue=False, **private)
         asking = held.then(gate.wrap(actions.ask), [held_question, *sampling, *span, page], [chatbot],
                            api_name="ask", show_progress="full",
                            validator=question_validator(question_chars(pipeline.config.llm.context_length)), **gpu)
-        asking.failure(restore_question, [held_question, question], [question], queue=False, **private)
+        asking.failure(restore_question, [held_question, question, page], [question, chatbot], queue=False,
+                       **private)
         retrying = gr.on([regenerate.click, chatbot.retry], gate.wrap(actions.retry), [*sampling, page], [chatbot],
                          api_name="regenerate", show_progress="full", **gpu)
         answers = [asking, retrying]

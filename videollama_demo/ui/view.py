@@ -22,6 +22,8 @@ import numpy as np
 from .. import MediaEncoding, Pipeline, SegmentBudget, Transcript, Turn, find_citations, format_cues, format_time
 
 STOPPED_NOTE = "*(stopped)*"
+WAITING_NOTE = ("*Waiting for the model: other questions are being answered. Your place in the queue shows "
+                "above the conversation; the answer starts here.*")
 # The README section that explains how to get the official checkpoints.
 WEIGHTS_SECTION = "getting-the-weights"
 # Code spans and fenced blocks are shown verbatim by Markdown, so escaping inside them would show "&lt;".
@@ -100,6 +102,11 @@ def user_message(question: str, time_range: tuple[float, float] | None = None) -
     if time_range is not None:
         shown = f"{shown}\n\n*(answered from frames of {format_time(time_range[0])}–{format_time(time_range[1])})*"
     return {"role": "user", "content": shown}
+
+
+def waiting_message() -> ChatMessage:
+    """Where the answer will be, while the question waits in the queue."""
+    return {"role": "assistant", "content": WAITING_NOTE}
 
 
 def answer_message(answer: str, stopped: bool = False, media: MediaEncoding | None = None) -> ChatMessage:
