@@ -9,6 +9,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -180,3 +181,35 @@ def test_one_address_queueing_ten_jobs_does_not_block_another(server: HostedServ
         assert kind == "complete", data
         for response in accepted:
             assert result(hog, server, "ask", response.json()["event_id"])[0] == "complete"
+
+
+def test_a_file_the_queue_refuses_stays_in_the_drop_zone_and_can_be_sent_again(server: HostedServer,
+                                                                              video: Path) -> None:
+    playwright = pytest.importorskip("playwright.sync_api")
+    sessions = [uuid.uuid4().hex, uuid.uuid4().hex]
+    with client_from("127.0.0.1") as http, playwright.sync_playwright() as driver, ThreadPoolExecutor(2) as pool:
+        for session in sessions:
+            rest_upload(http, server, video, session)
+        # This address's two jobs: one answer running, one waiting (the server runs one at a time).
+        jobs = [call(http, server, "ask", ask_data("Describe every frame in detail.", 300), session)
+                for session in sessions]
+        assert [job.status_code for job in jobs] == [200, 200]
+        answers = [pool.submit(result, http, server, "ask", job.json()["event_id"]) for job in jobs]
+        browser = driver.chromium.launch(executable_path="/usr/bin/chromium", headless=True)
+        try:
+            tab = browser.new_page()
+            tab.goto(server.url, wait_until="domcontentloaded")
+            tab.locator("#media-upload input[type=file]").set_input_files(str(video))
+            expect = playwright.expect
+            # The third job of the address is refused before the queue; the file is not lost.
+            expect(tab.get_by_text("already have 2 requests waiting or running")).to_be_visible(timeout=30_000)
+            expect(tab.locator("#media-upload")).to_contain_text(video.stem)  # the file is still listed there
+            expect(tab.locator("#retry-file")).to_be_visible()
+            for answer in answers:  # the address's answers end
+                kind, data = answer.result()
+                assert kind == "complete", data
+            tab.locator("#retry-file").click()
+            expect(tab.locator("#status")).to_contain_text(video.name, timeout=60_000)  # read: the chat is about it
+            expect(tab.locator("#retry-file")).to_be_hidden()
+        finally:
+            browser.close()

@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 
 NOT_UPLOADED = "That file did not come from an upload on this page. Please drop the file here again."
 LONG_VIDEO_HINT_SECONDS = 60.0  # from this length the page shows what long-video mode would read
+READS_REMEMBERED = 10_000  # tabs remembered between an upload's start and its failure handler
 SESSION_ENDED = ("Your session ended after a long time without activity, and the server let go of its file and "
                  "conversation. Drop the file again to go on.")
 UPLOAD_FIRST = "Upload a video or an image first (drop it on the left, or click an example), then ask about it."
@@ -123,6 +125,10 @@ class PageActions:
         self.pipeline = pipeline
         self.examples_dir = examples_dir
         self.ended_sessions = ended_sessions if ended_sessions is not None else EndedSessions()
+        # Tabs whose upload handler started (and has not been answered by file_refused): a failed
+        # upload that never started was refused by the queue, and its file is kept for a retry.
+        self._reads_started: OrderedDict[str, None] = OrderedDict()
+        self._reads_lock = threading.Lock()
         self._pages: weakref.WeakValueDictionary[str, PageSession] = weakref.WeakValueDictionary()
 
     # -- media ------------------------------------------------------------------------------
@@ -130,6 +136,9 @@ class PageActions:
                subtitles: bool, subtitle_file: str | None, subtitle_source: str, page: PageSession | None,
                request: gr.Request, progress: gr.Progress = gr.Progress()) -> tuple:
         """Encode a new file and start a new conversation about it."""
+        session = request.session_hash if request is not None else None
+        if session:
+            self._note_read_started(session)  # a failure from here on is the file's, not the queue's
         if not path:
             raise refusal("Drop a video or an image file first.")
         path = self.uploaded_file(path)
@@ -138,6 +147,8 @@ class PageActions:
         page = page or self._new_page(request)
         restarted = bool(page.chat.turns)
         shown = self._start_conversation(page, path, reading, progress)
+        if session:
+            self._forget_read_started(session)
         if restarted:
             gr.Info(f"New file: a new conversation about {page.file_name} starts.")
         return shown
@@ -319,10 +330,31 @@ class PageActions:
         page.chat.cancel()
         return _settled_chat(page)
 
-    def file_refused(self, page: PageSession | None) -> tuple[None, Any]:
-        """After a refused file: an empty drop zone, and the conversation as it is (the upload
-        stopped an answer that was running; it shows as stopped)."""
-        return None, (gr.skip() if page is None else _settled_chat(page))
+    def file_refused(self, page: PageSession | None, request: gr.Request | None = None) -> tuple[Any, Any, Any]:
+        """After a failed upload: (drop zone, conversation, "Try this file again" button).
+
+        A file the handler read and refused leaves an empty drop zone. A file the queue refused
+        (the server busy, too many requests from this address) was never read: it stays in the
+        drop zone, and the button sends it again. The conversation shows as it is (a read that
+        started stopped a running answer; it shows as stopped)."""
+        session = request.session_hash if request is not None else None
+        never_read = bool(session) and not self._forget_read_started(session)
+        chat = gr.skip() if page is None else _settled_chat(page)
+        if never_read:
+            return gr.skip(), chat, gr.Button(visible=True)
+        return None, chat, gr.Button(visible=False)
+
+    def _note_read_started(self, session: str) -> None:
+        with self._reads_lock:
+            self._reads_started[session] = None
+            self._reads_started.move_to_end(session)
+            while len(self._reads_started) > READS_REMEMBERED:
+                self._reads_started.popitem(last=False)
+
+    def _forget_read_started(self, session: str) -> bool:
+        """Whether this tab's last upload handler started; forgets it."""
+        with self._reads_lock:
+            return self._reads_started.pop(session, "never") is None
 
     # -- conversation -----------------------------------------------------------------------
     def undo(self, page: PageSession | None) -> tuple[ChatUpdate, Any]:

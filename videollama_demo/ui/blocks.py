@@ -106,6 +106,7 @@ def build_demo(pipeline: Pipeline, options: UIOptions = UIOptions()) -> gr.Block
             with gr.Column(scale=2, min_width=320):
                 upload = gr.File(label="Drop a video or an image here (or click to browse)", height=110,
                                  elem_id="media-upload")
+                retry_file = gr.Button("Try this file again", visible=False, size="sm", elem_id="retry-file")
                 example_set = _examples(pipeline, options, upload, question)
                 player = gr.Video(label="Your video", interactive=False, visible=False, height=300,
                                   elem_id="player")
@@ -170,7 +171,12 @@ def build_demo(pipeline: Pipeline, options: UIOptions = UIOptions()) -> gr.Block
                         subtitle_source, page]
         uploading = upload.upload(gate.wrap(actions.upload), media_inputs, media_outputs, cancels=answers,
                                   api_name="upload", show_progress="full", **gpu)
-        uploading.failure(actions.file_refused, [page], [upload, chatbot], queue=False, **private)
+        # A file the queue refused stays in the drop zone, and this button sends it again.
+        uploading_again = retry_file.click(gate.wrap(actions.upload), media_inputs, media_outputs, cancels=answers,
+                                           show_progress="full", **gpu, **private)
+        for sent in (uploading, uploading_again):
+            sent.failure(actions.file_refused, [page], [upload, chatbot, retry_file], queue=False, **private)
+            sent.success(_hide, None, [retry_file], queue=False, **private)
         if example_set is not None:
             example_set.load_input_event.then(gate.wrap(actions.upload), media_inputs, media_outputs, cancels=answers,
                                               show_progress="full", **gpu, **private)
@@ -203,6 +209,10 @@ def _keep_file(path: str | None) -> tuple[str | None, str]:
 
 def _forget() -> None:
     return None
+
+
+def _hide() -> gr.Button:
+    return gr.Button(visible=False)
 
 
 def _media_settings(pipeline: Pipeline, facts: view.ModelFacts) -> list[gr.components.Component]:
