@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -83,3 +86,23 @@ def test_a_pipe_is_refused_without_opening_it(pool: DecoderPool, tmp_path: Path)
     os.mkfifo(fifo)  # opening it for reading would block forever
     with pytest.raises(MediaError, match="not a regular file"):
         pool.decode(fifo, 8, 224, None)
+
+
+def test_a_worker_killed_mid_upload_is_a_clear_message_and_the_next_upload_is_served(stereo_video: Path) -> None:
+    """The system (out of memory) or an operator kills the worker while it reads a file."""
+    pool = DecoderPool(workers=1, timeout_s=120)
+    try:
+        with ThreadPoolExecutor(1) as running:
+            upload = running.submit(pool.decode, stereo_video, 8, 224, AudioEncoderConfig())
+            worker = pool._workers[0]
+            deadline = time.monotonic() + 60
+            while worker._process is None or not worker._process.is_alive():  # the request is on its way
+                assert time.monotonic() < deadline, "the worker did not start"
+                time.sleep(0.01)
+            os.kill(worker._process.pid, signal.SIGKILL)
+            with pytest.raises(MediaError, match="stopped its video decoder while reading 'stereo") as refused:
+                upload.result(timeout=60)
+        assert "damaged" not in str(refused.value)  # not blamed on the file
+        assert pool.decode(stereo_video, 8, 56, None).frames.pixels.shape == (3, 8, 56, 56)
+    finally:
+        pool.close()

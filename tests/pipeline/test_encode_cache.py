@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import shutil
+import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -289,3 +291,29 @@ def test_the_disk_layer_keeps_segments_subtitle_cues_and_notes(tiny: Pipeline, s
     assert again.from_cache and len(made.segment_spans) == 2
     assert_same_encoding(made, again)
     assert (again.segment_spans, again.subtitles, again.notes) == (made.segment_spans, made.subtitles, made.notes)
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real file system of 16 KiB (tmpfs): any encoding is larger, so writing one ends in ENOSPC."""
+    mount_point = tmp_path / "tiny-disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(mount_point)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill (needs root): {mounted.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True)
+
+
+def test_a_full_disk_costs_only_the_cache_entry(tiny: Pipeline, shared_media: dict[str, Path], full_disk: Path,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    cache = EncodeCache(cache_dir=full_disk)
+    with caplog.at_level(logging.WARNING):
+        encoding = with_cache(tiny, cache).encode(shared_media["video"])
+    assert not encoding.from_cache and "No space left on device" in caplog.text
+    assert list(full_disk.iterdir()) == []  # no partial file is left holding the space
+    assert_same_encoding(encoding, with_cache(tiny, EncodeCache(memory_bytes=0)).encode(shared_media["video"]))
+    assert with_cache(tiny, cache).encode(shared_media["video"]).from_cache  # the memory layer still serves it

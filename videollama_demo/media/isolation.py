@@ -11,6 +11,7 @@ import logging
 import multiprocessing
 import pickle
 import queue
+import signal
 import threading
 import time
 from multiprocessing.connection import Connection
@@ -85,7 +86,11 @@ class _Worker:
             try:
                 kind, payload = pickle.loads(connection.recv_bytes())
             except (EOFError, OSError):
-                self.stop()
+                killed = self.stop(ended=True) == -signal.SIGKILL
+                if killed:  # not the file's doing: the system (out of memory) or an operator ended it
+                    log.warning("the decoder worker was killed while reading %s", request[0])
+                    raise MediaError(f"The server stopped its video decoder while reading '{display_name(request[0])}' "
+                                     "(it may be short of memory). Please try again in a moment.") from None
                 raise MediaError(f"'{display_name(request[0])}' crashed the video decoder: it is probably "
                                  "damaged. Please try another file.") from None
             if kind == "stage":
@@ -112,15 +117,22 @@ class _Worker:
             assert self._connection is not None
             return self._connection
 
-    def stop(self) -> None:
+    def stop(self, ended: bool = False) -> int | None:
+        """End the worker process; its exit code (negative: the signal that ended it), None if none.
+        `ended`: its pipe closed, so it is exiting on its own: wait a moment for its own exit code."""
         with self._lock:  # the warm-up thread may be starting this worker right now
             process, connection = self._process, self._connection
             self._process = self._connection = None
+        code = None
         if process is not None:
+            if ended:
+                process.join(timeout=2)
+            code = process.exitcode
             process.kill()
             process.join(timeout=5)
         if connection is not None:
             connection.close()
+        return code
 
 
 class DecoderPool:
