@@ -14,7 +14,7 @@ from bench import run_all
 from bench.report import COLUMNS, NO_GPU
 from videollama_demo.pipeline.encode_cache import EncodeCache
 
-EXPECTED_ROWS = ("1.", "2a.", "2b.", "3.", "4.", "5.", "6.", "7.", "8.", "9.", "10.")
+EXPECTED_ROWS = ("1.", "2a.", "2b.", "3.", "4.", "5.", "6.", "7.", "8.", "9a.", "9b.", "10.")
 RATIO = re.compile(r"^\d+(\.\d+)?(×|%| ms| s)$")
 
 
