@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import re
 import shutil
+import struct
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -139,3 +142,24 @@ def test_by_default_nothing_is_transcribed_and_the_prompt_is_the_official_one(pi
         "[INST] <<SYS>>\n\n<</SYS>>\n\nClose your eyes, open your ears and you imagine only based on the sound "
         "that: <ImageHere>." + " " * 17 + "Close your ears, open your eyes and you see that <Video><ImageHere>"
         "</Video>." + " " * 18 + "Now answer my question based on what you have just seen and heard. Q? [/INST]")
+
+
+def test_two_visitors_asking_for_the_same_speech_at_once_share_one_transcription(
+        pipe: Pipeline, talk: Talk, heard, tmp_path: Path) -> None:
+    encoding, _, _ = heard
+    # New bytes (a trailing MP4 `free` box), so nothing is kept for them yet; two names for them.
+    data = talk.path.read_bytes() + struct.pack(">I", 16) + b"free" + b"newbytes"
+    first, second = tmp_path / "visitor one.mp4", tmp_path / "visitor two.mp4"
+    first.write_bytes(data)
+    second.write_bytes(data)
+    before = pipe.transcriber.transcriptions
+    at_once = threading.Barrier(2)
+
+    def visit(path: Path) -> tuple:
+        at_once.wait()
+        return pipe.encode(path, Reading(subtitles="speech")).subtitles
+
+    with ThreadPoolExecutor(2) as visitors:
+        heard_by = list(visitors.map(visit, [first, second]))
+    assert pipe.transcriber.transcriptions == before + 1
+    assert heard_by[0] == heard_by[1] == encoding.subtitles

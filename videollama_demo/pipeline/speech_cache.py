@@ -20,6 +20,7 @@ import os
 import tempfile
 import threading
 from collections import OrderedDict
+from concurrent.futures import Future
 from pathlib import Path
 
 from ..media.isolation import DecoderPool
@@ -131,6 +132,7 @@ class Transcriber:
         self.max_seconds = max_seconds
         self.transcriptions = 0
         self._lock = threading.Lock()
+        self._running: dict[str, Future[SpeechTranscript]] = {}  # key -> the Whisper run under way
 
     @property
     def model(self) -> SpeechModelSpec:
@@ -147,10 +149,28 @@ class Transcriber:
         if kept is not None:
             return kept
         with self._lock:
-            self.transcriptions += 1
+            running = self._running.get(key)
+            mine = running is None
+            if running is None:  # the first to ask runs Whisper; who asks meanwhile waits for it
+                running = self._running[key] = Future()
+                self.transcriptions += 1
+        if not mine:
+            if on_stage is not None:
+                on_stage("Transcribing speech (already under way for this file)")
+            return running.result()
+        try:
+            transcript = self._transcribe(path, on_stage)
+            self.cache.put(key, transcript)
+            running.set_result(transcript)
+            return transcript
+        except BaseException as err:
+            running.set_exception(err)  # the same file fails the same way for who waits
+            raise
+        finally:
+            with self._lock:
+                self._running.pop(key, None)
+
+    def _transcribe(self, path: str | Path, on_stage: StageCallback | None) -> SpeechTranscript:
         if self.decoder is not None:
-            transcript = self.decoder.transcribe(path, self.model, self.language, on_stage, self.max_seconds)
-        else:
-            transcript = transcribe_upload(path, self.model, self.language, on_stage, max_seconds=self.max_seconds)
-        self.cache.put(key, transcript)
-        return transcript
+            return self.decoder.transcribe(path, self.model, self.language, on_stage, self.max_seconds)
+        return transcribe_upload(path, self.model, self.language, on_stage, max_seconds=self.max_seconds)
