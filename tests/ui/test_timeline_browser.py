@@ -31,6 +31,12 @@ def test_a_timeline_row_seeks_the_player_and_asks_about_its_part(page: Page, one
     expect(page.locator("#timeline")).to_contain_text("NOT about your video")  # preview mode says so
     expect(rows.locator("a.timeline-cue")).to_have_text(["0:00-0:30", "0:30-1:00"])
     assert all(text.strip() for text in rows.locator(".timeline-text").all_inner_texts())
+    # The player now carries the timeline as its captions: a WebVTT track the browser parsed into the cues.
+    expect(page.locator("#player video track")).to_have_count(1)
+    page.wait_for_function("() => { const v = document.querySelector('#player video');"
+                           " return v.textTracks.length === 1 && v.textTracks[0].cues"
+                           " && v.textTracks[0].cues.length === 2; }", timeout=WAIT_MS)
+    assert page.evaluate("document.querySelector('#player video').textTracks[0].cues[1].startTime") == 30
 
     rows.nth(1).locator(".timeline-text").click()  # anywhere on the row
     page.wait_for_function("() => Math.abs(document.querySelector('#player video').currentTime - 30) < 0.05")

@@ -143,7 +143,8 @@ def build_demo(pipeline: Pipeline, options: UIOptions = UIOptions()) -> gr.Block
                                        seen=seen, status=status, transcript=transcript, drop_zone=upload)
         gpu = {"concurrency_id": GPU, "concurrency_limit": options.concurrency}
         private = {"api_visibility": "private"}
-        timeline_panel(pipeline, page, [sampling[0], sampling[1], sampling[3]], gpu, gate.wrap, ended_sessions)
+        timeline_panel(pipeline, page, [sampling[0], sampling[1], sampling[3]], player, gpu, gate.wrap,
+                       ended_sessions)
 
         # Questions: empty the box at once, then stream the answer in the queue.
         held = gr.on([question.submit, send.click], hold_question, [question, page],

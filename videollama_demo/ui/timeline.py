@@ -16,6 +16,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
@@ -108,8 +109,11 @@ def progress_text(done: int, total: int) -> str:
 
 
 def write_downloads(cues: Sequence[TimelineCue], file_name: str) -> list[str]:
-    """The cues as .vtt, .srt and .json files in a fresh temporary folder (Gradio serves them)."""
-    folder = Path(tempfile.mkdtemp(prefix="timeline-"))
+    """The cues as .vtt, .srt and .json files in a fresh folder inside Gradio's upload folder, so
+    that the housekeeper deletes them with the uploads (Gradio serves copies it makes of them)."""
+    uploads = Path(gr.utils.get_upload_folder())
+    uploads.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="timeline-", dir=uploads))
     stem = Path(file_name).stem or "timeline"
     plain = [cue.as_cue() for cue in cues]
     paths = []
@@ -130,8 +134,9 @@ class TimelineActions:
 
     def make(self, temperature: float, top_p: float, repetition_penalty: float,
              page: PageSession | None, request: gr.Request | None = None
-             ) -> Iterator[tuple[str, list[str] | None]]:
-        """Describe each part of the tab's video; yield (panel, downloads) after each new cue."""
+             ) -> Iterator[tuple[str, list[str] | None, Any]]:
+        """Describe each part of the tab's video; yield (panel, downloads, player) after each new
+        cue. At the end the player gets the timeline as its captions (WebVTT)."""
         media = page.chat.media if page is not None else None
         if page is None and request is not None and request.session_hash in self.ended_sessions:
             raise refusal(SESSION_ENDED)
@@ -145,7 +150,7 @@ class TimelineActions:
         def shown(cues: list[TimelineCue], state: str) -> str:
             return timeline_html(name, plan, cues, media.frame_times, self.pipeline.is_preview, state)
 
-        yield shown([], progress_text(0, len(plan.spans))), None
+        yield shown([], progress_text(0, len(plan.spans))), None, gr.skip()
         cues: list[TimelineCue] = []
         for cue in self.pipeline.timeline(source, part_reading(media), plan=plan, cancel=stop,
                                           temperature=temperature, top_p=top_p,
@@ -153,10 +158,12 @@ class TimelineActions:
             cues.append(cue)
             if page.source != source:
                 stop.set()  # a new file was dropped: this timeline is about the old one
-            yield shown(cues, progress_text(len(cues), len(plan.spans))), None
+            yield shown(cues, progress_text(len(cues), len(plan.spans))), None, gr.skip()
         ended = ("Done." if len(cues) == len(plan.spans) else
                  f"Stopped after {len(cues)} of {len(plan.spans)} part(s).")
-        yield shown(cues, ended), (write_downloads(cues, name) if cues else None)
+        downloads = write_downloads(cues, name) if cues else None
+        captioned = gr.Video(value=source, subtitles=downloads[0]) if downloads and page.source == source else gr.skip()
+        yield shown(cues, ended), downloads, captioned
 
     def stop(self, page: PageSession | None) -> None:
         """End the tab's timeline after the part being described; the rows shown stay."""
@@ -175,10 +182,12 @@ def part_reading(media: MediaEncoding) -> Reading:
 
 
 def timeline_panel(pipeline: Pipeline, page: gr.State, sampling: Sequence[gr.components.Component],
-                   gpu: dict, hold_model_slot: Callable[[Callable], Callable] = lambda handler: handler,
+                   player: gr.Video, gpu: dict,
+                   hold_model_slot: Callable[[Callable], Callable] = lambda handler: handler,
                    ended_sessions: EndedSessions | None = None) -> None:
     """The Timeline accordion and its events. `sampling`: temperature, top-p, repetition penalty.
-    `hold_model_slot` wraps the model work so it shares the page's and the API's model slots."""
+    `hold_model_slot` wraps the model work so it shares the page's and the API's model slots;
+    `player` gets the finished timeline as captions."""
     actions = TimelineActions(pipeline, ended_sessions)
     with gr.Accordion("Timeline: what happens in each part of the video", open=True, elem_id="timeline-panel"):
         with gr.Row():
@@ -188,6 +197,6 @@ def timeline_panel(pipeline: Pipeline, page: gr.State, sampling: Sequence[gr.com
                         "click a part to play it.</p>", elem_id="timeline", js_on_load=PANEL_JS)
         files = gr.File(label="Download the timeline: WebVTT, SRT, JSON", file_count="multiple",
                         interactive=False, elem_id="timeline-files")
-    make.click(hold_model_slot(actions.make), [*sampling, page], [shown, files], api_name="timeline",
+    make.click(hold_model_slot(actions.make), [*sampling, page], [shown, files, player], api_name="timeline",
                show_progress="minimal", **gpu)
     stop.click(actions.stop, [page], None, queue=False, api_name="stop_timeline")
