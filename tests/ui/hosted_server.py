@@ -3,6 +3,7 @@ memory and disk can be measured from outside and its housekeeper sweeps only its
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -42,10 +43,15 @@ class HostedServer:
         raise RuntimeError("no VmRSS")
 
     def folder_files(self) -> list[Path]:
-        return [path for path in self.upload_folder.rglob("*") if path.is_file()]
+        """The files now in the upload folder (the housekeeper may delete some while we look)."""
+        return [Path(root) / name for root, _, names in os.walk(self.upload_folder) for name in names]
 
     def folder_bytes(self) -> int:
-        return sum(path.stat().st_size for path in self.folder_files())
+        total = 0
+        for path in self.folder_files():
+            with contextlib.suppress(FileNotFoundError):
+                total += path.stat().st_size
+        return total
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
