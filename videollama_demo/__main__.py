@@ -143,19 +143,20 @@ def run_batch(args: argparse.Namespace) -> int:
     todo = pending_jobs(jobs, store, digests)
     print(f"{len(jobs)} answers in all ({len(videos)} files x questions x {len(settings)} setting(s)); "
           f"{len(jobs) - len(todo)} already in {store.path}", file=sys.stderr)
-    if todo:
-        pipe = load_pipeline(**pipeline_options(args))
-        if pipe.is_preview:
-            print(f"[preview] {pipe.preview_reason}: answers are NOT about the videos.", file=sys.stderr)
-        runner = BatchRunner(pipe, store, out, RunOptions(temperature=args.temperature,
-                                                          max_new_tokens=args.max_new_tokens), digests)
-        try:
+    pipe = None
+    try:
+        if todo:
+            pipe = load_pipeline(**pipeline_options(args))
+            if pipe.is_preview:
+                print(f"[preview] {pipe.preview_reason}: answers are NOT about the videos.", file=sys.stderr)
+            runner = BatchRunner(pipe, store, out, RunOptions(temperature=args.temperature,
+                                                              max_new_tokens=args.max_new_tokens), digests)
             with tqdm(total=len(todo), unit="answer", desc="batch") as bar:
                 runner.run(todo, bar.update)
-        finally:
-            write_report(store.rows, out)  # also after Ctrl-C: the report shows what is done
+    finally:
+        report = write_report(store.rows, out)  # also after Ctrl-C: the report shows what is done
+        if pipe is not None:
             pipe.close()
-    report = write_report(store.rows, out)
     errors = sum(1 for row in store.rows if row.get("error"))
     print(f"{report} ({len(store.rows)} rows, {errors} errors)", file=sys.stderr)
     return 0
