@@ -96,6 +96,11 @@ class MediaView:
         return tuple(getattr(self, f.name) for f in dataclasses.fields(self))
 
     @classmethod
+    def unchanged(cls) -> tuple:
+        """The outputs that leave everything the page shows as it is."""
+        return tuple(gr.skip() for _ in dataclasses.fields(cls))
+
+    @classmethod
     def wire(cls, **components: Any) -> list[Any]:
         """The page's output components in the order `as_outputs` fills them, named like the fields,
         so the wiring in blocks.py cannot silently disagree with this class."""
@@ -173,15 +178,14 @@ class PageActions:
                          progress: gr.Progress = gr.Progress()) -> tuple:
         """A reading setting changed (audio, frames, long video, subtitles): read the current video
         again (an image has one frame, no sound, no subtitles)."""
-        if page is None and self.session_ended(request):
-            raise refusal(SESSION_ENDED)
+        refuse_if_session_ended(page, request, self.ended_sessions)
         if page is None or page.source is None or page.chat.media is None or page.chat.media.kind == "image":
-            return tuple(gr.skip() for _ in dataclasses.fields(MediaView))
+            return MediaView.unchanged()
         reading = self._reading(use_audio, num_frames, long_video, segments, subtitles, subtitle_file,
                                 subtitle_source)
         shown = self._start_conversation(page, page.source, reading, progress, only_if_current=True)
         if shown is None:  # a new file landed while the old one was read again: that file stays
-            return tuple(gr.skip() for _ in dataclasses.fields(MediaView))
+            return MediaView.unchanged()
         gr.Info(f"New settings: {page.file_name} was read again and the conversation starts over.")
         return shown
 
@@ -189,8 +193,7 @@ class PageActions:
                          page: PageSession | None, request: gr.Request | None = None,
                          progress: gr.Progress = gr.Progress()) -> tuple:
         """The user edited (or wrote) the transcript: the model gets these cues from now on."""
-        if page is None and self.session_ended(request):
-            raise refusal(SESSION_ENDED)
+        refuse_if_session_ended(page, request, self.ended_sessions)
         if page is None or page.source is None or page.chat.media is None or page.chat.media.kind == "image":
             raise refusal("Drop a video first: a transcript goes with a video.")
         with user_errors("reading the transcript"):
@@ -258,13 +261,10 @@ class PageActions:
             status=view.conversation_status(page.file_name, encoding.kind),
             transcript=view.transcript_text(encoding))
 
-    def session_ended(self, request: gr.Request | None) -> bool:
-        """Whether this tab's session was ended by the housekeeper (idle too long)."""
-        return request is not None and request.session_hash in self.ended_sessions
-
     def _require_page(self, page: PageSession | None, request: gr.Request | None) -> PageSession:
+        refuse_if_session_ended(page, request, self.ended_sessions)
         if page is None or page.chat.media is None:
-            raise refusal(SESSION_ENDED if page is None and self.session_ended(request) else UPLOAD_FIRST)
+            raise refusal(UPLOAD_FIRST)
         return page
 
     def _new_page(self, request: gr.Request) -> PageSession:
@@ -445,6 +445,13 @@ def user_errors(doing: str) -> Iterator[None]:
         raise
     except Exception as err:
         raise as_user_error(err, doing) from err
+
+
+def refuse_if_session_ended(page: PageSession | None, request: gr.Request | None, ended: EndedSessions) -> None:
+    """A tab without state whose session the housekeeper ended (idle too long) is told so, rather
+    than to upload a first file."""
+    if page is None and request is not None and request.session_hash in ended:
+        raise refusal(SESSION_ENDED)
 
 
 def refusal(message: str, doing: str | None = None) -> gr.Error:

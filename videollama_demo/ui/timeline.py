@@ -21,7 +21,7 @@ from typing import Any
 import gradio as gr
 
 from .. import MediaEncoding, Pipeline, Reading, TimelineCue, TimelinePlan, format_cues_as, format_time
-from .actions import SESSION_ENDED, PageSession, refusal, user_errors
+from .actions import PageSession, refusal, refuse_if_session_ended, user_errors
 from .housekeeping import EndedSessions
 
 log = logging.getLogger(__name__)
@@ -138,8 +138,7 @@ class TimelineActions:
         """Describe each part of the tab's video; yield (panel, downloads, player) after each new
         cue. At the end the player gets the timeline as its captions (WebVTT)."""
         media = page.chat.media if page is not None else None
-        if page is None and request is not None and request.session_hash in self.ended_sessions:
-            raise refusal(SESSION_ENDED)
+        refuse_if_session_ended(page, request, self.ended_sessions)
         if page is None or media is None or page.source is None:
             raise refusal("Drop a video first: the timeline describes each part of it.")
         source, name = page.source, page.file_name or Path(page.source).name
