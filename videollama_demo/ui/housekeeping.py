@@ -80,7 +80,7 @@ class Housekeeper:
         self._folder = upload_folder
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.expired = ended if ended is not None else EndedSessions()
+        self.ended = ended if ended is not None else EndedSessions()  # the page reads it to say "expired"
         self.permanent: set[Path] = set()  # what the page itself put in the cache (the examples)
 
     @property
@@ -135,10 +135,7 @@ class Housekeeper:
         with holder.lock:
             holder.session_data.pop(session_hash, None)
             holder.time_last_used.pop(session_hash, None)
-        self.expired.add(session_hash)
-
-    def was_expired(self, session_hash: str | None) -> bool:
-        return session_hash in self.expired
+        self.ended.add(session_hash)
 
     def files_in_use(self) -> set[Path]:
         """The files live sessions hold: each session's current upload and any file path in its state."""
